@@ -1,0 +1,56 @@
+/*
+ * nnfast C kernels: shared declarations.
+ *
+ * Conventions: element strides (not bytes) named rs_* (row) and cs_* (column);
+ * the GEMM computes C (m x n) = alpha * A (m x k) * B (k x n) + beta * C, so a
+ * transposed operand is passed by swapping its two strides. Functions return
+ * an int status (NNF_OK or an NNF_E* code) and never print or abort; the
+ * Cython wrappers turn a status into a Python exception.
+ */
+#ifndef NNFAST_H
+#define NNFAST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef ptrdiff_t nnf_int;
+
+/* Status codes. */
+#define NNF_OK 0
+#define NNF_ENOMEM 1
+#define NNF_EINVAL 2
+
+/* Activation codes, shared by the GEMM epilogue and the elementwise kernels. */
+#define NNF_ACT_LINEAR 0
+#define NNF_ACT_RELU 1
+#define NNF_ACT_SIGMOID 2
+#define NNF_ACT_TANH 3
+#define NNF_ACT_SOFTMAX 4
+
+/* SIMD levels chosen at run time (see cpu.c). */
+#define NNF_SIMD_GENERIC 0
+#define NNF_SIMD_AVX2 1
+
+/* Return the SIMD level the kernels use: the CPU's best supported level,
+ * lowered to generic when the environment sets NNFAST_SIMD=generic. */
+int nnf_simd_level(void);
+const char *nnf_simd_name(int level);
+
+/* Threads: 1 when built without OpenMP. */
+int nnf_openmp_enabled(void);
+int nnf_omp_max_threads(void);
+/* Return min(requested, omp_get_max_threads()), at least 1, so that a limit
+ * set through the OpenMP runtime (threadpoolctl) still caps nnfast. */
+int nnf_effective_threads(int requested);
+/* Return the team size observed inside a parallel region of n_threads. */
+int nnf_observed_team_size(int n_threads);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

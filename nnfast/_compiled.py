@@ -1,0 +1,21 @@
+"""Compiled kernels, with the names and signatures of :mod:`nnfast._reference`."""
+
+from nnfast._activations import activation_backward, activation_forward
+from nnfast._dense import dense_backward, dense_forward
+from nnfast._gather import gather_rows
+from nnfast._gemm import gemm
+from nnfast._losses import mean_squared_error, softmax_cross_entropy
+from nnfast._optimizers import adam_update, sgd_update
+
+__all__ = [
+    "activation_backward",
+    "activation_forward",
+    "adam_update",
+    "dense_backward",
+    "dense_forward",
+    "gather_rows",
+    "gemm",
+    "mean_squared_error",
+    "sgd_update",
+    "softmax_cross_entropy",
+]
