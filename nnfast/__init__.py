@@ -5,6 +5,30 @@ __version__ = "0.1.0"
 from nnfast import _runtime
 from nnfast._threads import get_num_threads, set_num_threads
 from nnfast.backend import get_backend, set_backend
+from nnfast import (
+    activations,
+    callbacks,
+    config,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    utils,
+)
+from nnfast.layers import Input
+from nnfast.models import Model, Sequential
+
+
+def __getattr__(name):
+    # The data loaders are imported on first use, which keeps `import nnfast`
+    # fast.
+    if name == "datasets":
+        import importlib
+
+        return importlib.import_module("nnfast.datasets")
+    raise AttributeError(f"module 'nnfast' has no attribute {name!r}")
 
 
 def openmp_enabled():
@@ -31,3 +55,27 @@ def show_config(file=None):
         f"backend: {get_backend()}",
     ]
     print("\n".join(lines), file=file if file is not None else sys.stdout)
+
+
+__all__ = [
+    "Input",
+    "Model",
+    "Sequential",
+    "activations",
+    "callbacks",
+    "config",
+    "datasets",
+    "get_backend",
+    "get_num_threads",
+    "initializers",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "openmp_enabled",
+    "optimizers",
+    "set_backend",
+    "set_num_threads",
+    "show_config",
+    "utils",
+]

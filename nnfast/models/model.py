@@ -1,0 +1,611 @@
+"""Training and inference for models made of a stack of layers.
+
+A built model keeps every weight in one flat parameter buffer (trainable
+weights first) and every gradient in a flat gradient buffer of the same
+layout, and the layers hold views into them. A training step runs each
+layer's fused forward kernel, the loss and its gradient in one kernel, each
+layer's fused backward kernel, and one optimizer call over the whole buffer.
+
+Buffers that a step needs (the gathered batch, each layer's outputs and
+gradients) live in a workspace per calling thread and batch size, so steady
+state allocates no new workspace and two threads never share one.
+"""
+
+import math
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from nnfast import _rng, backend
+from nnfast import losses as losses_module
+from nnfast import metrics as metrics_module
+from nnfast import optimizers as optimizers_module
+from nnfast.callbacks import CallbackList, History, ProgbarLogger
+from nnfast.models import data_adapter
+
+# Workspaces kept per model; the least recently used goes first.
+_MAX_WORKSPACES = 16
+
+
+class _Workspace:
+    """Reusable buffers for one thread and one batch size."""
+
+    def __init__(self, n_layers):
+        self.caches = [{} for _ in range(n_layers)]
+        self.x = None
+        self.grad = None
+
+
+class Model:
+    """Base class with compile, fit, evaluate and predict.
+
+    Subclasses provide ``_layers`` (the computing layers in order) and
+    ``build``.
+    """
+
+    def __init__(self, name=None):
+        self.name = name
+        self.optimizer = None
+        self.loss = None
+        self.compiled_metrics = []
+        self.stop_training = False
+        self.history = None
+        self._compiled = False
+        self._params = None
+        self._grads = None
+        self._n_trainable = 0
+        self._segments = []
+        self._layout_key = None
+        self._workspaces = OrderedDict()
+        self._workspace_lock = threading.Lock()
+        self._in_fit = False
+        self._compile_config = None
+
+    # Weights layout ---------------------------------------------------------
+
+    def _all_weights(self):
+        trainable = []
+        frozen = []
+        for layer in self._layers:
+            trainable.extend(layer.trainable_weights)
+            frozen.extend(layer.non_trainable_weights)
+        return trainable, frozen
+
+    def _assemble(self):
+        """Gather every weight into the flat buffers, if the layout changed."""
+        trainable, frozen = self._all_weights()
+        key = tuple(id(w) for w in trainable) + (None,) + tuple(id(w) for w in frozen)
+        if key == self._layout_key:
+            return
+        weights = trainable + frozen
+        dtype = self.dtype
+        total = sum(w.value.size for w in weights)
+        params = np.empty(total, dtype=dtype)
+        grads = np.zeros(total, dtype=dtype)
+        segments = []
+        offset = 0
+        for weight in weights:
+            size = weight.value.size
+            view = params[offset:offset + size].reshape(weight.shape)
+            view[...] = weight.value
+            weight.value = view
+            weight.grad = grads[offset:offset + size].reshape(weight.shape)
+            segments.append((offset, offset + size))
+            offset += size
+        self._params = params
+        self._grads = grads
+        self._n_trainable = sum(w.value.size for w in trainable)
+        self._segments = segments[:len(trainable)]
+        self._layout_key = key
+
+    # Workspaces -------------------------------------------------------------
+
+    def _workspace(self, batch_size, training):
+        key = (threading.get_ident(), batch_size, training)
+        with self._workspace_lock:
+            workspace = self._workspaces.get(key)
+            if workspace is None:
+                workspace = _Workspace(len(self._layers))
+                self._workspaces[key] = workspace
+                while len(self._workspaces) > _MAX_WORKSPACES:
+                    self._workspaces.popitem(last=False)
+            else:
+                self._workspaces.move_to_end(key)
+        return workspace
+
+    # Compile ----------------------------------------------------------------
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None,
+                loss_weights=None, weighted_metrics=None, run_eagerly=False,
+                steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
+        """Configure the model for training.
+
+        Args:
+            optimizer: optimizer name or instance.
+            loss: loss name or instance.
+            metrics: list of metric names or instances ("accuracy" picks the
+                accuracy that matches the loss, as in Keras).
+        """
+        if loss is None:
+            raise ValueError(
+                "compile: `loss` is required, for example "
+                "loss='sparse_categorical_crossentropy'"
+            )
+        self.optimizer = optimizers_module.get(optimizer)
+        self.loss = losses_module.get(loss)
+        if metrics is None:
+            metrics = []
+        elif isinstance(metrics, (str, metrics_module.Metric)):
+            metrics = [metrics]
+        self._metric_specs = list(metrics)
+        self._compiled = True
+        self.compiled_metrics = []
+        self._compile_config = {
+            "optimizer": optimizers_module.serialize(self.optimizer),
+            "loss": losses_module.serialize(self.loss),
+            "metrics": [m if isinstance(m, str) else type(m).__name__
+                        for m in self._metric_specs],
+        }
+        if self.built:
+            self._resolve_metrics()
+
+    def _resolve_metrics(self):
+        output_shape = self.output_shape
+        self.compiled_metrics = [
+            metrics_module.get(spec, loss=self.loss, output_shape=output_shape)
+            for spec in self._metric_specs
+        ]
+
+    def _check_compiled(self, where):
+        if not self._compiled:
+            raise RuntimeError(
+                f"{where}: the model must be compiled first; call "
+                "model.compile(optimizer=..., loss=...)"
+            )
+
+    # Fused output activation -------------------------------------------------
+
+    def _fused_activation(self):
+        """Return the output activation that the loss takes over, or None.
+
+        When the last layer ends in softmax and the loss is a cross-entropy on
+        probabilities, training computes the loss from the logits instead, so
+        that large logits give the true loss rather than a clipped one.
+        """
+        last = self._layers[-1] if self._layers else None
+        activation = getattr(last, "activation", None)
+        fusable = getattr(self.loss, "from_logits", None) is False and isinstance(
+            self.loss, (losses_module.SparseCategoricalCrossentropy,
+                        losses_module.CategoricalCrossentropy))
+        if fusable and activation == "softmax" and hasattr(last, "units"):
+            return activation
+        return None
+
+    # Forward and backward ---------------------------------------------------
+
+    def _forward(self, x, training, workspace, fused=None):
+        out = x
+        last = len(self._layers) - 1
+        for i, (layer, cache) in enumerate(zip(self._layers, workspace.caches)):
+            if i == last and fused is not None:
+                out = layer.forward(out, training, cache, activation="linear")
+            else:
+                out = layer.forward(out, training, cache)
+        return out
+
+    def _backward(self, grad, workspace):
+        first = self._first_trainable_index()
+        for i in range(len(self._layers) - 1, -1, -1):
+            need_dx = i > first
+            grad = self._layers[i].backward(grad, workspace.caches[i], need_dx)
+            if not need_dx:
+                break
+
+    def _first_trainable_index(self):
+        for i, layer in enumerate(self._layers):
+            if layer.trainable_weights:
+                return i
+        return len(self._layers)
+
+    def _train_step(self, xb, yb, wb, workspace):
+        """Run one step on a batch; return (per-sample losses, outputs)."""
+        fused = self._fused_activation()
+        outputs = self._forward(xb, True, workspace, fused)
+        if workspace.grad is None or workspace.grad.shape != outputs.shape:
+            workspace.grad = np.empty(outputs.shape, dtype=outputs.dtype)
+        per_sample, grad = self.loss.compute(yb, outputs, wb, want_grad=True,
+                                             logits=fused is not None,
+                                             grad_out=workspace.grad)
+        self._backward(grad, workspace)
+        if self._n_trainable:
+            n = self._n_trainable
+            self.optimizer.apply(self._params[:n], self._grads[:n], self._segments)
+        if fused is not None:
+            outputs = self._probabilities(outputs, fused)
+        return per_sample, outputs
+
+    def _probabilities(self, logits, activation):
+        if all(getattr(m, "argmax_only", False) for m in self.compiled_metrics):
+            # Accuracy metrics compare argmax positions, which softmax keeps.
+            return logits
+        return backend.kernels().activation_forward(activation, logits)
+
+    def _test_step(self, xb, yb, wb, workspace):
+        fused = self._fused_activation()
+        outputs = self._forward(xb, False, workspace, fused)
+        per_sample, _ = self.loss.compute(yb, outputs, wb, want_grad=False,
+                                          logits=fused is not None)
+        if fused is not None:
+            outputs = self._probabilities(outputs, fused)
+        return per_sample, outputs
+
+    # Data -------------------------------------------------------------------
+
+    def _prepare_xy(self, x, y, where, sample_weight=None, class_weight=None):
+        if x is None:
+            raise ValueError(f"{where}: `x` is required")
+        x = data_adapter.to_array(x, "x")
+        if y is None:
+            raise ValueError(f"{where}: `y` is required")
+        y = data_adapter.to_array(y, "y")
+        if x.ndim == 0:
+            raise ValueError(f"{where}: `x` must have a batch axis, got a scalar")
+        data_adapter.check_sample_counts(x, y, where)
+        self._build_from(x, where)
+        x = data_adapter.convert_inputs(x, self.dtype)
+        data_adapter.check_finite(y, "y")
+        self.loss.validate_targets(y, (y.shape[0],) + tuple(self.output_shape))
+        weights = data_adapter.sample_weights_from(y, sample_weight, class_weight,
+                                                   x.shape[0], self.dtype)
+        return x, y, weights
+
+    def _build_from(self, x, where):
+        if not self.built:
+            self.build((None,) + tuple(x.shape[1:]))
+        expected = tuple(self.input_shape[1:])
+        if tuple(x.shape[1:]) != expected:
+            hint = ""
+            if x.shape == expected:
+                hint = (" It looks like one sample without the batch axis; use "
+                        "x[None] or np.expand_dims(x, 0).")
+            raise ValueError(
+                f"{where}: the model expects inputs of shape (batch_size, "
+                f"{', '.join(str(d) for d in expected)}), got x of shape "
+                f"{x.shape}.{hint}"
+            )
+
+    def _gather(self, x, indices, workspace):
+        """Copy rows ``indices`` of ``x`` into the workspace's batch buffer."""
+        n = indices.shape[0]
+        shape = (n,) + x.shape[1:]
+        if workspace.x is None or workspace.x.shape != shape:
+            workspace.x = np.empty(shape, dtype=self.dtype)
+        flat_x = x.reshape(x.shape[0], -1)
+        backend.kernels().gather_rows(flat_x, indices, workspace.x.reshape(n, -1))
+        return workspace.x
+
+    # fit --------------------------------------------------------------------
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto",
+            callbacks=None, validation_split=0.0, validation_data=None,
+            shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
+            validation_freq=1):
+        """Train the model on arrays ``x`` and ``y``; return a History.
+
+        As in Keras, ``validation_split`` takes the last fraction of the
+        samples, before any shuffling.
+        """
+        self._check_compiled("fit")
+        batch_size = data_adapter.check_batch_size(batch_size)
+        epochs = data_adapter.check_nonnegative_int(epochs, "epochs")
+        initial_epoch = data_adapter.check_nonnegative_int(initial_epoch,
+                                                           "initial_epoch")
+        verbose = _check_verbose(verbose)
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(
+                f"fit: `validation_split` must be in [0, 1), got {validation_split}"
+            )
+        validation_freq = data_adapter.check_nonnegative_int(validation_freq,
+                                                             "validation_freq")
+        if validation_freq < 1:
+            raise ValueError("fit: `validation_freq` must be a positive int, got 0")
+        x, y, weights = self._prepare_xy(x, y, "fit", sample_weight, class_weight)
+
+        if validation_data is None and validation_split:
+            split = int(math.floor(x.shape[0] * (1.0 - validation_split)))
+            validation_data = (x[split:], y[split:])
+            if weights is not None:
+                validation_data += (weights[split:],)
+                weights = weights[:split]
+            x, y = x[:split], y[:split]
+        val = None
+        if validation_data is not None:
+            val = self._unpack_validation(validation_data)
+        n = x.shape[0]
+        if n == 0:
+            raise ValueError(
+                "fit: x has 0 samples; training needs at least one sample"
+            )
+
+        steps = math.ceil(n / batch_size)
+        if steps_per_epoch is not None:
+            steps = data_adapter.check_nonnegative_int(steps_per_epoch,
+                                                       "steps_per_epoch")
+        self._assemble()
+        self._resolve_metrics()
+
+        history = History()
+        callback_list = list(callbacks or [])
+        if verbose:
+            callback_list.append(ProgbarLogger())
+        callback_list.append(history)
+        params = {"epochs": epochs, "steps": steps, "verbose": verbose}
+        cbs = CallbackList(callback_list, self, params)
+        self.stop_training = False
+        self.history = history
+        self._in_fit = True
+        try:
+            cbs.call("on_train_begin", {})
+            order = np.arange(n)
+            cursor = 0
+            for epoch in range(initial_epoch, epochs):
+                cbs.call("on_epoch_begin", epoch, {})
+                tracker = metrics_module.Mean(name="loss")
+                for metric in self.compiled_metrics:
+                    metric.reset_state()
+                logs = {}
+                for step in range(steps):
+                    if cursor == 0 and shuffle:
+                        order = _rng.generator().permutation(n)
+                    stop = min(cursor + batch_size, n)
+                    indices = order[cursor:stop]
+                    cursor = 0 if stop >= n else stop
+                    cbs.call("on_train_batch_begin", step, {})
+                    logs = self._fit_batch(x, y, weights, indices, tracker)
+                    cbs.call("on_train_batch_end", step, logs)
+                    if self.stop_training:
+                        break
+                if steps_per_epoch is None:
+                    cursor = 0
+                epoch_logs = dict(logs)
+                if val is not None and (epoch + 1) % validation_freq == 0:
+                    val_logs = self._evaluate_arrays(
+                        *val, batch_size=validation_batch_size or batch_size,
+                        steps=validation_steps, cbs=None)
+                    epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                cbs.call("on_epoch_end", epoch, epoch_logs)
+                if self.stop_training:
+                    break
+            cbs.call("on_train_end", {})
+        finally:
+            self._in_fit = False
+        return history
+
+    def _fit_batch(self, x, y, weights, indices, tracker):
+        workspace = self._workspace(indices.shape[0], True)
+        xb = self._gather(x, indices, workspace)
+        yb = y[indices]
+        wb = weights[indices] if weights is not None else None
+        per_sample, outputs = self._train_step(xb, yb, wb, workspace)
+        return self._update_logs(tracker, per_sample, wb, yb, outputs)
+
+    def _update_logs(self, tracker, per_sample, wb, yb, outputs):
+        # The epoch loss is the mean over samples of the reduced batch losses,
+        # weighted by batch size as Keras does.
+        batch_loss = self.loss.reduce(per_sample, wb)
+        tracker.update_state([batch_loss], sample_weight=[per_sample.shape[0]])
+        logs = {"loss": tracker.result()}
+        for metric in self.compiled_metrics:
+            metric.update_state(yb, outputs, wb)
+            logs[metric.name] = metric.result()
+        return logs
+
+    def _unpack_validation(self, validation_data):
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (
+                2, 3):
+            raise ValueError(
+                "fit: `validation_data` must be a tuple (x_val, y_val) or "
+                "(x_val, y_val, val_sample_weight)"
+            )
+        vx, vy = validation_data[0], validation_data[1]
+        vw = validation_data[2] if len(validation_data) == 3 else None
+        vx, vy, vw = self._prepare_xy(vx, vy, "fit (validation_data)", vw)
+        return vx, vy, vw
+
+    # evaluate ---------------------------------------------------------------
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto",
+                 sample_weight=None, steps=None, callbacks=None, return_dict=False):
+        """Return the loss and metrics on ``x`` and ``y``.
+
+        Returns the loss alone when there are no metrics, else
+        ``[loss, metric...]``, or a dict with ``return_dict=True``.
+        """
+        self._check_compiled("evaluate")
+        batch_size = data_adapter.check_batch_size(batch_size)
+        verbose = _check_verbose(verbose)
+        x, y, weights = self._prepare_xy(x, y, "evaluate", sample_weight)
+        self._assemble()
+        self._resolve_metrics()
+        callback_list = list(callbacks or [])
+        n_steps = math.ceil(x.shape[0] / batch_size)
+        if steps is not None:
+            n_steps = min(n_steps, data_adapter.check_nonnegative_int(steps, "steps"))
+        if verbose:
+            callback_list.append(ProgbarLogger())
+        cbs = CallbackList(callback_list, self,
+                           {"steps": n_steps, "verbose": verbose, "epochs": 1})
+        logs = self._evaluate_arrays(x, y, weights, batch_size, steps, cbs)
+        if return_dict:
+            return logs
+        if not self.compiled_metrics:
+            return logs["loss"]
+        return [logs["loss"]] + [logs[m.name] for m in self.compiled_metrics]
+
+    def _evaluate_arrays(self, x, y, weights, batch_size, steps, cbs):
+        tracker = metrics_module.Mean(name="loss")
+        metrics = self.compiled_metrics
+        for metric in metrics:
+            metric.reset_state()
+        n = x.shape[0]
+        n_steps = math.ceil(n / batch_size)
+        if steps is not None:
+            n_steps = min(n_steps, steps)
+        if cbs is not None:
+            cbs.call("on_test_begin", {})
+        logs = {"loss": 0.0}
+        for metric in metrics:
+            logs[metric.name] = metric.result()
+        for step in range(n_steps):
+            start = step * batch_size
+            stop = min(start + batch_size, n)
+            if cbs is not None:
+                cbs.call("on_test_batch_begin", step, {})
+            workspace = self._workspace(stop - start, False)
+            xb = x[start:stop]
+            yb = y[start:stop]
+            wb = weights[start:stop] if weights is not None else None
+            per_sample, outputs = self._test_step(xb, yb, wb, workspace)
+            logs = self._update_logs(tracker, per_sample, wb, yb, outputs)
+            if cbs is not None:
+                cbs.call("on_test_batch_end", step, logs)
+        if cbs is not None:
+            cbs.call("on_test_end", logs)
+        return logs
+
+    # predict ----------------------------------------------------------------
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Return the model's outputs for ``x``, computed in batches.
+
+        ``x`` must have a batch axis; zero rows give an empty array of the
+        output's width.
+        """
+        batch_size = data_adapter.check_batch_size(batch_size)
+        x = self._prepare_inputs(x, "predict")
+        n = x.shape[0]
+        out = np.empty((n,) + tuple(self.output_shape), dtype=self.dtype)
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            workspace = self._workspace(stop - start, False)
+            out[start:stop] = self._forward(x[start:stop], False, workspace)
+        return out
+
+    def predict_on_batch(self, x):
+        """Return the outputs for one batch ``x``, computed in one pass."""
+        x = self._prepare_inputs(x, "predict_on_batch")
+        workspace = self._workspace(x.shape[0], False)
+        return self._forward(x, False, workspace).copy()
+
+    def __call__(self, x, training=False):
+        """Return the outputs for one batch ``x`` (inference unless ``training``)."""
+        x = self._prepare_inputs(x, "call")
+        workspace = self._workspace(x.shape[0], bool(training))
+        return self._forward(x, bool(training), workspace).copy()
+
+    def _prepare_inputs(self, x, where):
+        if x is None:
+            raise ValueError(f"{where}: `x` is required")
+        array = data_adapter.to_array(x, "x")
+        if array.ndim == 0:
+            raise ValueError(f"{where}: `x` must have a batch axis, got a scalar")
+        self._build_from(array, where)
+        self._assemble()
+        if array.dtype != self.dtype:
+            array = array.astype(self.dtype)
+        return array
+
+    # train_on_batch / test_on_batch ------------------------------------------
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """Run one training step on the batch; return the loss (and metrics)."""
+        self._check_compiled("train_on_batch")
+        x, y, weights = self._prepare_xy(x, y, "train_on_batch", sample_weight,
+                                         class_weight)
+        if x.shape[0] == 0:
+            raise ValueError("train_on_batch: x has 0 samples")
+        self._assemble()
+        if not self.compiled_metrics and self._metric_specs:
+            self._resolve_metrics()
+        for metric in self.compiled_metrics:
+            metric.reset_state()
+        workspace = self._workspace(x.shape[0], True)
+        if workspace.x is None or workspace.x.shape != x.shape:
+            workspace.x = np.empty(x.shape, dtype=self.dtype)
+        np.copyto(workspace.x, x)
+        per_sample, outputs = self._train_step(workspace.x, y, weights, workspace)
+        logs = self._update_logs(metrics_module.Mean(), per_sample, weights, y, outputs)
+        return _format_logs(logs, self.compiled_metrics, return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Return the loss (and metrics) on one batch, without training."""
+        self._check_compiled("test_on_batch")
+        x, y, weights = self._prepare_xy(x, y, "test_on_batch", sample_weight)
+        self._assemble()
+        if not self.compiled_metrics and self._metric_specs:
+            self._resolve_metrics()
+        for metric in self.compiled_metrics:
+            metric.reset_state()
+        workspace = self._workspace(x.shape[0], False)
+        per_sample, outputs = self._test_step(x, y, weights, workspace)
+        logs = self._update_logs(metrics_module.Mean(), per_sample, weights, y, outputs)
+        return _format_logs(logs, self.compiled_metrics, return_dict)
+
+    # Weights ----------------------------------------------------------------
+
+    @property
+    def weights(self):
+        return [w for layer in self._layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        return [w for layer in self._layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for layer in self._layers for w in layer.non_trainable_weights]
+
+    def get_weights(self):
+        """Return copies of all weights, layer by layer, in creation order."""
+        return [w.value.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Set all weights from a list like the one :meth:`get_weights` returns."""
+        weights = list(weights)
+        own = self.weights
+        if len(weights) != len(own):
+            raise ValueError(
+                f"set_weights: the model has {len(own)} weights, got {len(weights)} "
+                "arrays"
+            )
+        for weight, value in zip(own, weights):
+            value = np.asarray(value)
+            if value.shape != weight.shape:
+                raise ValueError(
+                    f"set_weights: weight {weight.name} has shape {weight.shape}, "
+                    f"got an array of shape {value.shape}"
+                )
+        for weight, value in zip(own, weights):
+            weight.value[...] = value
+
+    def count_params(self):
+        return int(sum(w.value.size for w in self.weights))
+
+
+def _check_verbose(verbose):
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2, got verbose={verbose!r}")
+    return int(verbose)
+
+
+def _format_logs(logs, metrics, return_dict):
+    if return_dict:
+        return logs
+    if not metrics:
+        return logs["loss"]
+    return [logs["loss"]] + [logs[m.name] for m in metrics]
