@@ -3,4 +3,19 @@
 from nnfast.models.model import Model
 from nnfast.models.sequential import Sequential
 
-__all__ = ["Model", "Sequential"]
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """Load a model saved by ``Model.save``."""
+    from nnfast import saving
+    return saving.load_model(filepath, custom_objects=custom_objects,
+                             compile=compile, safe_mode=safe_mode)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """Return a new, uncompiled model from ``Model.to_json``'s string."""
+    from nnfast import saving
+    return saving.model_from_json(json_string, custom_objects=custom_objects)
+
+
+__all__ = ["Model", "Sequential", "load_model", "model_from_json"]

@@ -594,6 +594,38 @@ class Model:
     def count_params(self):
         return int(sum(w.value.size for w in self.weights))
 
+    # Saving -----------------------------------------------------------------
+
+    def save(self, filepath, overwrite=True):
+        """Save the architecture, weights, compile and optimizer state to one file.
+
+        The file is nnfast's own format (a zip of JSON and .npy arrays, no
+        pickle), whatever its ending; ``.nnf`` is the documented one.
+        """
+        from nnfast import saving
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Save only the weights to ``filepath``."""
+        from nnfast import saving
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        """Load weights saved by :meth:`save_weights` or :meth:`save`."""
+        from nnfast import saving
+        saving.load_weights(self, filepath)
+
+    def to_json(self, **kwargs):
+        """Return the architecture as a JSON string."""
+        from nnfast import saving
+        return saving.model_to_json(self, **kwargs)
+
+    def __reduce__(self):
+        # Pickle through nnfast's own file format, so that unpickling never
+        # runs code from the layers' Python objects.
+        from nnfast import saving
+        return (saving.model_from_bytes, (saving.model_to_bytes(self),))
+
 
 def _check_verbose(verbose):
     if verbose == "auto":
