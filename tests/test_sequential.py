@@ -101,7 +101,7 @@ def test_fit_history_keys(backend_name, blobs):
     x, y = blobs
     nnfast.utils.set_random_seed(1)
     model = make_mlp()
-    model.compile(optimizer="adam",
+    model.compile(optimizer=nnfast.optimizers.Adam(learning_rate=0.01),
                   loss=nnfast.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     history = model.fit(x, y, epochs=3, batch_size=32, validation_split=0.2, verbose=0)
@@ -336,7 +336,8 @@ def test_categorical_loss_and_mse_train(blobs):
         nnfast.utils.set_random_seed(3)
         activation = "softmax" if loss != "mse" else None
         model = make_mlp(activation=activation)
-        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+        model.compile(optimizer=nnfast.optimizers.Adam(learning_rate=0.01), loss=loss,
+                      metrics=["accuracy"])
         history = model.fit(x, onehot, epochs=5, verbose=0)
         assert history.history["loss"][-1] < history.history["loss"][0]
         assert history.history["accuracy"][-1] > 0.8

@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from nnfast import _rng, activations, backend, initializers
+from nnfast import _rng, activations, backend, initializers, regularizers
 from nnfast.layers.layer import Layer, check_positive_int
 
 
@@ -77,6 +77,9 @@ class Dense(Layer):
         use_bias: whether to add a bias vector.
         kernel_initializer: initializer of the kernel (glorot_uniform).
         bias_initializer: initializer of the bias (zeros).
+        kernel_regularizer: optional penalty on the kernel.
+        bias_regularizer: optional penalty on the bias.
+        activity_regularizer: optional penalty on the output.
 
     Input shape:
         (batch_size, ..., input_dim); leading axes are flattened.
@@ -86,9 +89,11 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 **kwargs):
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self.units = check_positive_int("Dense", "units", units)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -104,9 +109,11 @@ class Dense(Layer):
             )
         input_dim = int(input_shape[-1])
         self._kernel = self.add_weight("kernel", (input_dim, self.units),
-                                       self.kernel_initializer)
+                                       self.kernel_initializer,
+                                       regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self._bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+            self._bias = self.add_weight("bias", (self.units,), self.bias_initializer,
+                                         regularizer=self.bias_regularizer)
         else:
             self._bias = None
         self.built = True
@@ -173,6 +180,8 @@ class Dense(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
         })
         return config_
 

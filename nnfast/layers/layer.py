@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from nnfast import config
+from nnfast import config, regularizers
 
 _name_counters = {}
 
@@ -70,7 +70,7 @@ class Layer:
     """
 
     def __init__(self, name=None, dtype=None, trainable=True, input_shape=None,
-                 **kwargs):
+                 activity_regularizer=None, **kwargs):
         if kwargs:
             raise TypeError(
                 f"{type(self).__name__}: unexpected keyword arguments "
@@ -83,18 +83,34 @@ class Layer:
         self.input_shape = None
         self.output_shape = None
         self._weights = []
+        self._regularized = []
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self._batch_input_shape = None
         if input_shape is not None:
             self._batch_input_shape = (None,) + tuple(input_shape)
 
     # Weights ----------------------------------------------------------------
 
-    def add_weight(self, name, shape, initializer, trainable=True):
-        """Create a weight filled by ``initializer`` and return it."""
+    def add_weight(self, name, shape, initializer, trainable=True, regularizer=None):
+        """Create a weight filled by ``initializer`` and return it.
+
+        A ``regularizer`` adds its penalty of the weight to the training loss.
+        """
         value = np.ascontiguousarray(initializer(tuple(shape), self.dtype))
         weight = Weight(f"{self.name}/{name}", value, trainable)
         self._weights.append(weight)
+        if regularizer is not None:
+            self._regularized.append((weight, regularizer))
         return weight
+
+    def weight_penalty(self):
+        """Return the sum of the weight regularizers' penalties."""
+        return sum(reg(weight.value) for weight, reg in self._regularized)
+
+    def add_penalty_gradients(self):
+        """Add each weight regularizer's gradient to its weight's gradient."""
+        for weight, reg in self._regularized:
+            reg.add_gradient(weight.value, weight.grad)
 
     @property
     def weights(self):
@@ -175,6 +191,9 @@ class Layer:
         config_ = {"name": self.name, "dtype": self.dtype, "trainable": self.trainable}
         if self._batch_input_shape is not None:
             config_["input_shape"] = list(self._batch_input_shape[1:])
+        if self.activity_regularizer is not None:
+            config_["activity_regularizer"] = regularizers.serialize(
+                self.activity_regularizer)
         return config_
 
     @classmethod

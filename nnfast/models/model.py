@@ -178,13 +178,16 @@ class Model:
         fusable = getattr(self.loss, "from_logits", None) is False and isinstance(
             self.loss, (losses_module.SparseCategoricalCrossentropy,
                         losses_module.CategoricalCrossentropy))
+        if last is not None and last.activity_regularizer is not None:
+            # The penalty applies to the layer's real output, not its logits.
+            return None
         if fusable and activation == "softmax" and hasattr(last, "units"):
             return activation
         return None
 
     # Forward and backward ---------------------------------------------------
 
-    def _forward(self, x, training, workspace, fused=None):
+    def _forward(self, x, training, workspace, fused=None, with_penalty=False):
         out = x
         last = len(self._layers) - 1
         for i, (layer, cache) in enumerate(zip(self._layers, workspace.caches)):
@@ -192,15 +195,39 @@ class Model:
                 out = layer.forward(out, training, cache, activation="linear")
             else:
                 out = layer.forward(out, training, cache)
+            if with_penalty and layer.activity_regularizer is not None:
+                cache["activity_output"] = out
+                cache["activity_penalty"] = layer.activity_regularizer(out)
         return out
 
     def _backward(self, grad, workspace):
         first = self._first_trainable_index()
         for i in range(len(self._layers) - 1, -1, -1):
+            layer = self._layers[i]
+            cache = workspace.caches[i]
+            if layer.activity_regularizer is not None:
+                grad = grad + layer.activity_regularizer.gradient(
+                    cache["activity_output"])
             need_dx = i > first
-            grad = self._layers[i].backward(grad, workspace.caches[i], need_dx)
+            grad = layer.backward(grad, cache, need_dx)
             if not need_dx:
                 break
+
+    def _penalty(self, workspace):
+        """Return the regularization penalties of the last forward pass."""
+        total = 0.0
+        for layer, cache in zip(self._layers, workspace.caches):
+            if layer._regularized:
+                total += layer.weight_penalty()
+            if layer.activity_regularizer is not None:
+                total += cache["activity_penalty"]
+        return total
+
+    @property
+    def _regularized(self):
+        """True when some layer has a weight or activity regularizer."""
+        return any(layer._regularized or layer.activity_regularizer is not None
+                   for layer in self._layers)
 
     def _first_trainable_index(self):
         for i, layer in enumerate(self._layers):
@@ -211,19 +238,27 @@ class Model:
     def _train_step(self, xb, yb, wb, workspace):
         """Run one step on a batch; return (per-sample losses, outputs)."""
         fused = self._fused_activation()
-        outputs = self._forward(xb, True, workspace, fused)
+        outputs = self._forward(xb, True, workspace, fused, self._regularized)
         if workspace.grad is None or workspace.grad.shape != outputs.shape:
             workspace.grad = np.empty(outputs.shape, dtype=outputs.dtype)
         per_sample, grad = self.loss.compute(yb, outputs, wb, want_grad=True,
                                              logits=fused is not None,
                                              grad_out=workspace.grad)
         self._backward(grad, workspace)
+        penalty = 0.0
+        if self._regularized:
+            # Penalties are taken before the update, on the weights this step
+            # used, as Keras reports them.
+            penalty = self._penalty(workspace)
+            for layer in self._layers:
+                if layer.trainable and layer._regularized:
+                    layer.add_penalty_gradients()
         if self._n_trainable:
             n = self._n_trainable
             self.optimizer.apply(self._params[:n], self._grads[:n], self._segments)
         if fused is not None:
             outputs = self._probabilities(outputs, fused)
-        return per_sample, outputs
+        return per_sample, outputs, penalty
 
     def _probabilities(self, logits, activation):
         if all(getattr(m, "argmax_only", False) for m in self.compiled_metrics):
@@ -233,12 +268,13 @@ class Model:
 
     def _test_step(self, xb, yb, wb, workspace):
         fused = self._fused_activation()
-        outputs = self._forward(xb, False, workspace, fused)
+        outputs = self._forward(xb, False, workspace, fused, self._regularized)
         per_sample, _ = self.loss.compute(yb, outputs, wb, want_grad=False,
                                           logits=fused is not None)
+        penalty = self._penalty(workspace) if self._regularized else 0.0
         if fused is not None:
             outputs = self._probabilities(outputs, fused)
-        return per_sample, outputs
+        return per_sample, outputs, penalty
 
     # Data -------------------------------------------------------------------
 
@@ -388,13 +424,13 @@ class Model:
         xb = self._gather(x, indices, workspace)
         yb = y[indices]
         wb = weights[indices] if weights is not None else None
-        per_sample, outputs = self._train_step(xb, yb, wb, workspace)
-        return self._update_logs(tracker, per_sample, wb, yb, outputs)
+        per_sample, outputs, penalty = self._train_step(xb, yb, wb, workspace)
+        return self._update_logs(tracker, per_sample, wb, yb, outputs, penalty)
 
-    def _update_logs(self, tracker, per_sample, wb, yb, outputs):
+    def _update_logs(self, tracker, per_sample, wb, yb, outputs, penalty=0.0):
         # The epoch loss is the mean over samples of the reduced batch losses,
         # weighted by batch size as Keras does.
-        batch_loss = self.loss.reduce(per_sample, wb)
+        batch_loss = self.loss.reduce(per_sample, wb) + penalty
         tracker.update_state([batch_loss], sample_weight=[per_sample.shape[0]])
         logs = {"loss": tracker.result()}
         for metric in self.compiled_metrics:
@@ -467,8 +503,8 @@ class Model:
             xb = x[start:stop]
             yb = y[start:stop]
             wb = weights[start:stop] if weights is not None else None
-            per_sample, outputs = self._test_step(xb, yb, wb, workspace)
-            logs = self._update_logs(tracker, per_sample, wb, yb, outputs)
+            per_sample, outputs, penalty = self._test_step(xb, yb, wb, workspace)
+            logs = self._update_logs(tracker, per_sample, wb, yb, outputs, penalty)
             if cbs is not None:
                 cbs.call("on_test_batch_end", step, logs)
         if cbs is not None:
@@ -536,8 +572,10 @@ class Model:
         if workspace.x is None or workspace.x.shape != x.shape:
             workspace.x = np.empty(x.shape, dtype=self.dtype)
         np.copyto(workspace.x, x)
-        per_sample, outputs = self._train_step(workspace.x, y, weights, workspace)
-        logs = self._update_logs(metrics_module.Mean(), per_sample, weights, y, outputs)
+        per_sample, outputs, penalty = self._train_step(workspace.x, y, weights,
+                                                        workspace)
+        logs = self._update_logs(metrics_module.Mean(), per_sample, weights, y, outputs,
+                                 penalty)
         return _format_logs(logs, self.compiled_metrics, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
@@ -550,8 +588,9 @@ class Model:
         for metric in self.compiled_metrics:
             metric.reset_state()
         workspace = self._workspace(x.shape[0], False)
-        per_sample, outputs = self._test_step(x, y, weights, workspace)
-        logs = self._update_logs(metrics_module.Mean(), per_sample, weights, y, outputs)
+        per_sample, outputs, penalty = self._test_step(x, y, weights, workspace)
+        logs = self._update_logs(metrics_module.Mean(), per_sample, weights, y, outputs,
+                                 penalty)
         return _format_logs(logs, self.compiled_metrics, return_dict)
 
     # Weights ----------------------------------------------------------------
