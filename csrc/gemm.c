@@ -1,0 +1,486 @@
+/*
+ * Blocked GEMM driver: C = alpha * A * B + beta * C, then an optional epilogue.
+ *
+ * Loops (BLIS names), outermost first:
+ *   jc over n in steps of NC   (a KC x NC panel of packed B lives in L3)
+ *   pc over k in steps of KC   (pack that panel of B, shared by the team)
+ *   ic over m in steps of MC   (pack an MC x KC block of A, which lives in L2)
+ *   jr over the NR-wide micro-panels of packed B (one stays in L1)
+ *   ir over the MR-tall micro-panels of packed A, calling the micro-kernel.
+ * The first k block scales C by beta; later blocks add to it. After the last
+ * k block of a tile, the epilogue (bias, activation, pre-activation copy)
+ * runs on that tile while it is still in L1.
+ *
+ * Threads: one OpenMP team packs each B panel together (split by micro-panel,
+ * then a barrier). The team then splits either the rows of C (ic: each thread
+ * takes a contiguous range of MR panels and packs its own A blocks) or, when
+ * C has fewer row panels than column panels (short, wide products), the
+ * columns of the current B panel (jr: the team packs each A block together,
+ * then each thread takes a range of NR panels). Each element of C is computed
+ * by one thread with the same k blocking and the same micro-kernel, so the
+ * result does not depend on the thread count. Products below
+ * NNF_GEMM_PARALLEL_MIN_FLOPS run on the calling thread alone.
+ *
+ * Buffers: the packed B panel and the A blocks of all threads come from one
+ * 64-byte aligned workspace owned by the calling thread (nnf_workspace). It
+ * grows to the largest size a thread has needed and is reused by later calls
+ * from that thread, so steady-state calls do not allocate. Python threads
+ * that call the GEMM at the same time each use their own workspace, and the
+ * OpenMP workers only write to the parts their calling thread handed out.
+ * On POSIX the workspace is freed when its thread exits.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/*
+ * Products with fewer flops (2 m n k) than this run on one thread.
+ * NOTE: an estimate (a 48^3 product), not yet measured.
+ */
+#define NNF_GEMM_PARALLEL_MIN_FLOPS 200000.0
+
+/* ---------------------------------------------------------------------------
+ * Per-thread workspace
+ * ------------------------------------------------------------------------- */
+
+typedef struct {
+    void *ptr[NNF_WORKSPACE_SLOTS];
+    size_t size[NNF_WORKSPACE_SLOTS];
+} nnf_workspace_set;
+
+static size_t round_up_64(size_t bytes)
+{
+    return (bytes + 63) / 64 * 64;
+}
+
+static int grow_slot(nnf_workspace_set *ws, int slot, size_t bytes)
+{
+    if (ws->size[slot] >= bytes && ws->ptr[slot] != NULL) {
+        return NNF_OK;
+    }
+    size_t size = round_up_64(bytes > 64 ? bytes : 64);
+#ifdef _WIN32
+    void *p = _aligned_malloc(size, 64);
+    if (p == NULL) {
+        return NNF_ENOMEM;
+    }
+    _aligned_free(ws->ptr[slot]);
+#else
+    void *p = aligned_alloc(64, size);
+    if (p == NULL) {
+        return NNF_ENOMEM;
+    }
+    free(ws->ptr[slot]);
+#endif
+    ws->ptr[slot] = p;
+    ws->size[slot] = size;
+    return NNF_OK;
+}
+
+#ifdef _WIN32
+
+/* NOTE: on Windows the buffers of a thread that exits are not freed, because
+ * there is no portable destructor for __declspec(thread) data. */
+static __declspec(thread) nnf_workspace_set thread_workspace;
+
+void *nnf_workspace(int slot, size_t bytes)
+{
+    if (grow_slot(&thread_workspace, slot, bytes) != NNF_OK) {
+        return NULL;
+    }
+    return thread_workspace.ptr[slot];
+}
+
+#else
+
+#include <pthread.h>
+
+static pthread_key_t workspace_key;
+static pthread_once_t workspace_once = PTHREAD_ONCE_INIT;
+static int workspace_key_ok = 0;
+
+static void free_workspace(void *arg)
+{
+    nnf_workspace_set *ws = (nnf_workspace_set *)arg;
+    for (int slot = 0; slot < NNF_WORKSPACE_SLOTS; slot++) {
+        free(ws->ptr[slot]);
+    }
+    free(ws);
+}
+
+static void create_workspace_key(void)
+{
+    workspace_key_ok = pthread_key_create(&workspace_key, free_workspace) == 0;
+}
+
+void *nnf_workspace(int slot, size_t bytes)
+{
+    pthread_once(&workspace_once, create_workspace_key);
+    if (!workspace_key_ok) {
+        return NULL;
+    }
+    nnf_workspace_set *ws = (nnf_workspace_set *)pthread_getspecific(workspace_key);
+    if (ws == NULL) {
+        ws = (nnf_workspace_set *)calloc(1, sizeof *ws);
+        if (ws == NULL) {
+            return NULL;
+        }
+        if (pthread_setspecific(workspace_key, ws) != 0) {
+            free(ws);
+            return NULL;
+        }
+    }
+    if (grow_slot(ws, slot, bytes) != NNF_OK) {
+        return NULL;
+    }
+    return ws->ptr[slot];
+}
+
+#endif
+
+/* ---------------------------------------------------------------------------
+ * Kernel tables
+ * ------------------------------------------------------------------------- */
+
+static const nnf_gemm_kernel kernel_ref_f32 = {
+    "generic",
+    sizeof(float),
+    NNF_MR_REF_F32,
+    NNF_NR_REF_F32,
+    NNF_MC_FOR(sizeof(float), NNF_KC_F32, NNF_MR_REF_F32),
+    NNF_KC_F32,
+    NNF_NC_FOR(sizeof(float), NNF_KC_F32, NNF_NR_REF_F32),
+    nnf_ukr_ref_f32,
+    nnf_pack_f32,
+    nnf_epilogue_tile_f32,
+};
+
+static const nnf_gemm_kernel kernel_ref_f64 = {
+    "generic",
+    sizeof(double),
+    NNF_MR_REF_F64,
+    NNF_NR_REF_F64,
+    NNF_MC_FOR(sizeof(double), NNF_KC_F64, NNF_MR_REF_F64),
+    NNF_KC_F64,
+    NNF_NC_FOR(sizeof(double), NNF_KC_F64, NNF_NR_REF_F64),
+    nnf_ukr_ref_f64,
+    nnf_pack_f64,
+    nnf_epilogue_tile_f64,
+};
+
+#ifdef NNF_X86_KERNELS
+static const nnf_gemm_kernel kernel_avx2_f32 = {
+    "avx2+fma",
+    sizeof(float),
+    NNF_MR_AVX2_F32,
+    NNF_NR_AVX2_F32,
+    NNF_MC_FOR(sizeof(float), NNF_KC_F32, NNF_MR_AVX2_F32),
+    NNF_KC_F32,
+    NNF_NC_FOR(sizeof(float), NNF_KC_F32, NNF_NR_AVX2_F32),
+    nnf_ukr_avx2_f32,
+    nnf_pack_f32,
+    nnf_epilogue_tile_f32,
+};
+
+static const nnf_gemm_kernel kernel_avx2_f64 = {
+    "avx2+fma",
+    sizeof(double),
+    NNF_MR_AVX2_F64,
+    NNF_NR_AVX2_F64,
+    NNF_MC_FOR(sizeof(double), NNF_KC_F64, NNF_MR_AVX2_F64),
+    NNF_KC_F64,
+    NNF_NC_FOR(sizeof(double), NNF_KC_F64, NNF_NR_AVX2_F64),
+    nnf_ukr_avx2_f64,
+    nnf_pack_f64,
+    nnf_epilogue_tile_f64,
+};
+#endif
+
+const nnf_gemm_kernel *nnf_gemm_kernel_f32(void)
+{
+#ifdef NNF_X86_KERNELS
+    if (nnf_simd_level() >= NNF_SIMD_AVX2) {
+        return &kernel_avx2_f32;
+    }
+#endif
+    return &kernel_ref_f32;
+}
+
+const nnf_gemm_kernel *nnf_gemm_kernel_f64(void)
+{
+#ifdef NNF_X86_KERNELS
+    if (nnf_simd_level() >= NNF_SIMD_AVX2) {
+        return &kernel_avx2_f64;
+    }
+#endif
+    return &kernel_ref_f64;
+}
+
+/* ---------------------------------------------------------------------------
+ * Driver
+ * ------------------------------------------------------------------------- */
+
+typedef struct {
+    const nnf_gemm_kernel *kern;
+    nnf_int m, n, k;
+    const void *alpha, *beta, *one;
+    const char *a;
+    nnf_int rs_a, cs_a;
+    const char *b;
+    nnf_int rs_b, cs_b;
+    char *c;
+    nnf_int rs_c, cs_c;
+    const void *epilogue;
+    char *b_packed;
+    char *a_packed;    /* one A block per thread (split_m) or one shared block */
+    size_t a_bytes;    /* bytes of one A block */
+    int split_m;       /* 1: threads split the rows of C; 0: the columns */
+} gemm_plan;
+
+/* Split `count` items into `parts` near-equal contiguous ranges; return the
+ * range [*begin, *end) of part `index`. */
+static void split_range(nnf_int count, int parts, int index, nnf_int *begin, nnf_int *end)
+{
+    nnf_int base = count / parts;
+    nnf_int extra = count % parts;
+    *begin = index * base + (index < extra ? index : extra);
+    *end = *begin + base + (index < extra ? 1 : 0);
+}
+
+static nnf_int min_int(nnf_int x, nnf_int y)
+{
+    return x < y ? x : y;
+}
+
+/* Macro-kernel: the jr and ir loops over the tiles of one packed A block (mc
+ * rows starting at row ic) and the columns [jr_begin, jr_end) of one packed B
+ * panel (nc columns starting at column jc). */
+static void macro_kernel(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int jc, nnf_int nc,
+                         nnf_int jr_begin, nnf_int jr_end, nnf_int kc, const char *a_packed,
+                         const void *beta, int last_k_block)
+{
+    const nnf_gemm_kernel *kern = g->kern;
+    const size_t es = kern->elem_size;
+    const int mr = kern->mr;
+    const int nr = kern->nr;
+
+    for (nnf_int jr = jr_begin; jr < jr_end; jr += nr) {
+        nnf_int n_cur = min_int(nr, nc - jr);
+        const char *b_panel = g->b_packed + (size_t)(jr * kc) * es;
+        for (nnf_int ir = 0; ir < mc; ir += mr) {
+            nnf_int m_cur = min_int(mr, mc - ir);
+            const char *a_panel = a_packed + (size_t)(ir * kc) * es;
+            nnf_int i0 = ic + ir;
+            nnf_int j0 = jc + jr;
+            char *c_tile = g->c + (i0 * g->rs_c + j0 * g->cs_c) * (ptrdiff_t)es;
+            kern->ukr(m_cur, n_cur, kc, a_panel, b_panel, c_tile, g->rs_c, g->cs_c, g->alpha,
+                      beta);
+            if (last_k_block && g->epilogue != NULL) {
+                kern->epilogue(m_cur, n_cur, i0, j0, c_tile, g->rs_c, g->cs_c, g->epilogue);
+            }
+        }
+    }
+}
+
+/* Pack rows [ic, ic + mc) of A for k block pc, or the share of their MR
+ * panels that belongs to thread tid of nt. */
+static void pack_a_share(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int pc, nnf_int kc,
+                         char *a_packed, int tid, int nt)
+{
+    const nnf_gemm_kernel *kern = g->kern;
+    const size_t es = kern->elem_size;
+    nnf_int q0, q1;
+    split_range((mc + kern->mr - 1) / kern->mr, nt, tid, &q0, &q1);
+    nnf_int r0 = q0 * kern->mr;
+    nnf_int r1 = min_int(q1 * kern->mr, mc);
+    if (r1 <= r0) {
+        return;
+    }
+    const char *src = g->a + ((ic + r0) * g->rs_a + pc * g->cs_a) * (ptrdiff_t)es;
+    kern->pack(r1 - r0, kc, src, g->rs_a, g->cs_a, kern->mr, a_packed + (size_t)(r0 * kc) * es);
+}
+
+/* Pack this thread's share of the NR panels of B for columns [jc, jc + nc)
+ * and k block pc. */
+static void pack_b_share(const gemm_plan *g, nnf_int jc, nnf_int nc, nnf_int pc, nnf_int kc,
+                         int tid, int nt)
+{
+    const nnf_gemm_kernel *kern = g->kern;
+    const size_t es = kern->elem_size;
+    nnf_int q0, q1;
+    split_range((nc + kern->nr - 1) / kern->nr, nt, tid, &q0, &q1);
+    nnf_int j0 = q0 * kern->nr;
+    nnf_int j1 = min_int(q1 * kern->nr, nc);
+    if (j1 <= j0) {
+        return;
+    }
+    const char *src = g->b + (pc * g->rs_b + (jc + j0) * g->cs_b) * (ptrdiff_t)es;
+    kern->pack(j1 - j0, kc, src, g->cs_b, g->rs_b, kern->nr,
+               g->b_packed + (size_t)(j0 * kc) * es);
+}
+
+/* The loop nest run by thread tid of a team of nt (nt may be 1). */
+static void gemm_thread(const gemm_plan *g, int tid, int nt)
+{
+    const nnf_gemm_kernel *kern = g->kern;
+    const nnf_int m = g->m, n = g->n, k = g->k;
+    const int mr = kern->mr, nr = kern->nr;
+
+    /* Rows of C this thread owns when the team splits the ic loop. */
+    nnf_int m_begin = 0, m_end = m;
+    char *a_packed = g->a_packed;
+    if (g->split_m) {
+        nnf_int q0, q1;
+        split_range((m + mr - 1) / mr, nt, tid, &q0, &q1);
+        m_begin = q0 * mr;
+        m_end = min_int(q1 * mr, m);
+        a_packed += (size_t)tid * g->a_bytes;
+    }
+
+    for (nnf_int jc = 0; jc < n; jc += kern->nc) {
+        nnf_int nc = min_int(kern->nc, n - jc);
+        nnf_int pc = 0;
+        /* One pass with kc == 0 when k is 0, so that C still becomes beta * C
+         * and the epilogue still runs. */
+        do {
+            nnf_int kc = min_int(kern->kc, k - pc);
+            const void *beta = pc == 0 ? g->beta : g->one;
+            int last_k_block = pc + kc >= k;
+
+            /* Pack B together, then wait until the whole panel is ready. */
+            pack_b_share(g, jc, nc, pc, kc, tid, nt);
+#pragma omp barrier
+
+            if (g->split_m) {
+                /* Each thread packs and multiplies its own rows. */
+                for (nnf_int ic = m_begin; ic < m_end; ic += kern->mc) {
+                    nnf_int mc = min_int(kern->mc, m_end - ic);
+                    pack_a_share(g, ic, mc, pc, kc, a_packed, 0, 1);
+                    macro_kernel(g, ic, mc, jc, nc, 0, nc, kc, a_packed, beta, last_k_block);
+                }
+            } else {
+                /* The team packs each A block together and splits its columns. */
+                nnf_int q0, q1;
+                split_range((nc + nr - 1) / nr, nt, tid, &q0, &q1);
+                nnf_int jr_begin = q0 * nr;
+                nnf_int jr_end = min_int(q1 * nr, nc);
+                for (nnf_int ic = 0; ic < m; ic += kern->mc) {
+                    nnf_int mc = min_int(kern->mc, m - ic);
+                    pack_a_share(g, ic, mc, pc, kc, a_packed, tid, nt);
+#pragma omp barrier
+                    macro_kernel(g, ic, mc, jc, nc, jr_begin, jr_end, kc, a_packed, beta,
+                                 last_k_block);
+#pragma omp barrier
+                }
+            }
+
+            /* Nobody may repack B while another thread still reads it. */
+#pragma omp barrier
+            pc += kc;
+        } while (pc < k);
+    }
+}
+
+static int gemm_run(gemm_plan *g, int n_threads)
+{
+    const nnf_gemm_kernel *kern = g->kern;
+    const size_t es = kern->elem_size;
+    const nnf_int m = g->m, n = g->n, k = g->k;
+    if (m <= 0 || n <= 0) {
+        return NNF_OK;
+    }
+
+    nnf_int panels_m = (m + kern->mr - 1) / kern->mr;
+    nnf_int panels_n = (min_int(n, kern->nc) + kern->nr - 1) / kern->nr;
+    g->split_m = panels_m >= panels_n;
+    int nt = n_threads > 0 ? n_threads : 1;
+    if (2.0 * (double)m * (double)n * (double)k < NNF_GEMM_PARALLEL_MIN_FLOPS) {
+        nt = 1;
+    }
+    nnf_int max_parts = g->split_m ? panels_m : panels_n;
+    if (nt > max_parts) {
+        nt = (int)max_parts;
+    }
+
+    /* Workspace: one B panel, then one A block per thread (or one shared). */
+    nnf_int kc_max = min_int(kern->kc, k);
+    nnf_int nc_max = (min_int(n, kern->nc) + kern->nr - 1) / kern->nr * kern->nr;
+    nnf_int mc_max = (min_int(m, kern->mc) + kern->mr - 1) / kern->mr * kern->mr;
+    size_t b_bytes = round_up_64((size_t)(kc_max * nc_max) * es);
+    g->a_bytes = round_up_64((size_t)(kc_max * mc_max) * es);
+    int a_blocks = g->split_m ? nt : 1;
+    char *ws = (char *)nnf_workspace(NNF_WORKSPACE_GEMM, b_bytes + (size_t)a_blocks * g->a_bytes);
+    if (ws == NULL) {
+        return NNF_ENOMEM;
+    }
+    g->b_packed = ws;
+    g->a_packed = ws + b_bytes;
+
+#ifdef _OPENMP
+    if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+        gemm_thread(g, omp_get_thread_num(), omp_get_num_threads());
+        return NNF_OK;
+    }
+#endif
+    gemm_thread(g, 0, 1);
+    return NNF_OK;
+}
+
+int nnf_gemm_f32(nnf_int m, nnf_int n, nnf_int k, float alpha, const float *a, nnf_int rs_a,
+                 nnf_int cs_a, const float *b, nnf_int rs_b, nnf_int cs_b, float beta, float *c,
+                 nnf_int rs_c, nnf_int cs_c, const nnf_epilogue_f32 *epilogue, int n_threads)
+{
+    const float one = 1.0f;
+    gemm_plan g = {0};
+    g.kern = nnf_gemm_kernel_f32();
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.alpha = &alpha;
+    g.beta = &beta;
+    g.one = &one;
+    g.a = (const char *)a;
+    g.rs_a = rs_a;
+    g.cs_a = cs_a;
+    g.b = (const char *)b;
+    g.rs_b = rs_b;
+    g.cs_b = cs_b;
+    g.c = (char *)c;
+    g.rs_c = rs_c;
+    g.cs_c = cs_c;
+    g.epilogue = epilogue;
+    return gemm_run(&g, n_threads);
+}
+
+int nnf_gemm_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const double *a, nnf_int rs_a,
+                 nnf_int cs_a, const double *b, nnf_int rs_b, nnf_int cs_b, double beta,
+                 double *c, nnf_int rs_c, nnf_int cs_c, const nnf_epilogue_f64 *epilogue,
+                 int n_threads)
+{
+    const double one = 1.0;
+    gemm_plan g = {0};
+    g.kern = nnf_gemm_kernel_f64();
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.alpha = &alpha;
+    g.beta = &beta;
+    g.one = &one;
+    g.a = (const char *)a;
+    g.rs_a = rs_a;
+    g.cs_a = cs_a;
+    g.b = (const char *)b;
+    g.rs_b = rs_b;
+    g.cs_b = cs_b;
+    g.c = (char *)c;
+    g.rs_c = rs_c;
+    g.cs_c = cs_c;
+    g.epilogue = epilogue;
+    return gemm_run(&g, n_threads);
+}

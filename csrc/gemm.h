@@ -1,0 +1,213 @@
+/*
+ * nnfast GEMM and fused Dense kernels: block sizes and prototypes.
+ *
+ * The driver (gemm.c) is written once for both dtypes: it moves through
+ * packed buffers in bytes and calls the typed pieces (packing, micro-kernel,
+ * epilogue) through an nnf_gemm_kernel table chosen at run time from the
+ * SIMD level.
+ */
+#ifndef NNFAST_GEMM_H
+#define NNFAST_GEMM_H
+
+#include "nnfast.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Cache sizes the block sizes are derived from: a 32 KiB L1d and a 1 MiB L2
+ * per core (AMD Zen 4, Intel Skylake-SP and later; Zen 2 and 3 have 512 KiB
+ * L2, which still holds an A block at half the size used here).
+ */
+#define NNF_L1D_BYTES (32 * 1024)
+#define NNF_L2_BYTES (1024 * 1024)
+#define NNF_L3_SHARE_BYTES (8 * 1024 * 1024)
+
+/*
+ * KC: a KC x NR micro-panel of packed B stays in L1 while the micro-kernel
+ * sweeps the A micro-panels, so KC * NR * sizeof(T) is half of L1d (16 KiB),
+ * leaving the other half for the streaming A micro-panel and C.
+ * MC: an MC x KC block of packed A takes about half of L2.
+ * NC: a KC x NC panel of packed B takes a share of L3.
+ * Each MC is a multiple of its MR and each NC a multiple of its NR, so edge
+ * tiles only occur at the end of the matrix, whatever the thread count.
+ */
+#define NNF_KC_F32 256
+#define NNF_KC_F64 256
+
+/* AVX2+FMA: 6 x 16 (float32) and 6 x 8 (float64) tiles, 12 ymm accumulators. */
+#define NNF_MR_AVX2_F32 6
+#define NNF_NR_AVX2_F32 16
+#define NNF_MR_AVX2_F64 6
+#define NNF_NR_AVX2_F64 8
+
+/* AVX-512F: 14 x 32 (float32) and 14 x 16 (float64) tiles, 28 zmm accumulators. */
+#define NNF_MR_AVX512_F32 14
+#define NNF_NR_AVX512_F32 32
+#define NNF_MR_AVX512_F64 14
+#define NNF_NR_AVX512_F64 16
+
+/* Portable C: small tiles whose accumulators fit in 16 SSE registers. */
+#define NNF_MR_REF_F32 4
+#define NNF_NR_REF_F32 8
+#define NNF_MR_REF_F64 4
+#define NNF_NR_REF_F64 4
+
+/* The SIMD micro-kernels are compiled with GCC/Clang target attributes. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NNF_X86_KERNELS 1
+#endif
+
+/* Round x down to a multiple of r (r > 0). */
+#define NNF_ROUND_DOWN(x, r) ((x) / (r) * (r))
+#define NNF_MC_FOR(bytes, kc, mr) NNF_ROUND_DOWN((NNF_L2_BYTES / 2) / ((kc) * (bytes)), (mr))
+#define NNF_NC_FOR(bytes, kc, nr) NNF_ROUND_DOWN(NNF_L3_SHARE_BYTES / ((kc) * (bytes)), (nr))
+
+/*
+ * Epilogue applied to each tile of C once its last k block is done, while
+ * the tile is still in L1: z = C + bias, preact = z (when given), C = act(z).
+ * The activation is one of NNF_ACT_LINEAR, RELU, SIGMOID or TANH; softmax
+ * needs whole rows, so the caller applies it after the GEMM.
+ */
+typedef struct {
+    const float *bias; /* n values with stride inc_bias, or NULL */
+    nnf_int inc_bias;
+    int activation;
+    float *preact; /* m x n, or NULL */
+    nnf_int rs_preact, cs_preact;
+} nnf_epilogue_f32;
+
+typedef struct {
+    const double *bias;
+    nnf_int inc_bias;
+    int activation;
+    double *preact;
+    nnf_int rs_preact, cs_preact;
+} nnf_epilogue_f64;
+
+/*
+ * Micro-kernel: C[0:m_cur, 0:n_cur] = alpha * Ap * Bp + beta * C, where Ap is
+ * an MR x kc micro-panel (MR values per k step) and Bp a kc x NR micro-panel
+ * (NR values per k step, 64-byte aligned). When *beta is zero, C is written
+ * without being read. alpha and beta point to values of the kernel's dtype.
+ */
+typedef void (*nnf_ukr_fn)(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap,
+                           const void *bp, void *c, nnf_int rs_c, nnf_int cs_c,
+                           const void *alpha, const void *beta);
+
+/*
+ * Packing: copy an mn x kc block of X (element (i, p) at x[i * inc_mn +
+ * p * inc_k]) into ceil(mn / width) micro-panels of width x kc, each stored
+ * k-major (width values per k step), zero-padding the last panel's rows.
+ * A is packed with (rs_a, cs_a) and width MR, B with (cs_b, rs_b) and NR.
+ */
+typedef void (*nnf_pack_fn)(nnf_int mn, nnf_int kc, const void *x, nnf_int inc_mn,
+                            nnf_int inc_k, int width, void *packed);
+
+/* Epilogue on the tile of C whose top-left element is (i0, j0) in the full C. */
+typedef void (*nnf_epilogue_fn)(nnf_int m_cur, nnf_int n_cur, nnf_int i0, nnf_int j0,
+                                void *c, nnf_int rs_c, nnf_int cs_c, const void *epilogue);
+
+typedef struct {
+    const char *name;
+    size_t elem_size;
+    int mr, nr;
+    nnf_int mc, kc, nc;
+    nnf_ukr_fn ukr;
+    nnf_pack_fn pack;
+    nnf_epilogue_fn epilogue;
+} nnf_gemm_kernel;
+
+/* Micro-kernels (ukernel_ref.c, ukernel_avx2.c, ukernel_avx512.c). */
+void nnf_ukr_ref_f32(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap, const void *bp,
+                     void *c, nnf_int rs_c, nnf_int cs_c, const void *alpha, const void *beta);
+void nnf_ukr_ref_f64(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap, const void *bp,
+                     void *c, nnf_int rs_c, nnf_int cs_c, const void *alpha, const void *beta);
+void nnf_ukr_avx2_f32(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap, const void *bp,
+                      void *c, nnf_int rs_c, nnf_int cs_c, const void *alpha, const void *beta);
+void nnf_ukr_avx2_f64(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap, const void *bp,
+                      void *c, nnf_int rs_c, nnf_int cs_c, const void *alpha, const void *beta);
+void nnf_ukr_avx512_f32(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap,
+                        const void *bp, void *c, nnf_int rs_c, nnf_int cs_c,
+                        const void *alpha, const void *beta);
+void nnf_ukr_avx512_f64(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap,
+                        const void *bp, void *c, nnf_int rs_c, nnf_int cs_c,
+                        const void *alpha, const void *beta);
+
+/* Packing (pack.c). */
+void nnf_pack_f32(nnf_int mn, nnf_int kc, const void *x, nnf_int inc_mn, nnf_int inc_k,
+                  int width, void *packed);
+void nnf_pack_f64(nnf_int mn, nnf_int kc, const void *x, nnf_int inc_mn, nnf_int inc_k,
+                  int width, void *packed);
+
+/* Epilogues (dense.c). */
+void nnf_epilogue_tile_f32(nnf_int m_cur, nnf_int n_cur, nnf_int i0, nnf_int j0, void *c,
+                           nnf_int rs_c, nnf_int cs_c, const void *epilogue);
+void nnf_epilogue_tile_f64(nnf_int m_cur, nnf_int n_cur, nnf_int i0, nnf_int j0, void *c,
+                           nnf_int rs_c, nnf_int cs_c, const void *epilogue);
+
+/* Return the kernel table for the current SIMD level (gemm.c). */
+const nnf_gemm_kernel *nnf_gemm_kernel_f32(void);
+const nnf_gemm_kernel *nnf_gemm_kernel_f64(void);
+
+/*
+ * Return a 64-byte aligned scratch buffer of at least `bytes` bytes owned by
+ * the calling thread, or NULL when out of memory. Slot 0 is the GEMM's
+ * packing buffer, slot 1 the Dense backward dz buffer. The buffer stays valid
+ * until the same thread asks for the same slot again.
+ */
+#define NNF_WORKSPACE_GEMM 0
+#define NNF_WORKSPACE_DENSE 1
+#define NNF_WORKSPACE_SLOTS 2
+void *nnf_workspace(int slot, size_t bytes);
+
+/* C (m x n) = alpha * A (m x k) * B (k x n) + beta * C, then the epilogue
+ * (may be NULL). Strides are in elements and may be zero or negative for A
+ * and B; C must not overlap A or B. n_threads is already resolved. */
+int nnf_gemm_f32(nnf_int m, nnf_int n, nnf_int k, float alpha, const float *a, nnf_int rs_a,
+                 nnf_int cs_a, const float *b, nnf_int rs_b, nnf_int cs_b, float beta, float *c,
+                 nnf_int rs_c, nnf_int cs_c, const nnf_epilogue_f32 *epilogue, int n_threads);
+int nnf_gemm_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const double *a, nnf_int rs_a,
+                 nnf_int cs_a, const double *b, nnf_int rs_b, nnf_int cs_b, double beta,
+                 double *c, nnf_int rs_c, nnf_int cs_c, const nnf_epilogue_f64 *epilogue,
+                 int n_threads);
+
+/* y = act(x * kernel + bias); preact = x * kernel + bias when preact is not
+ * NULL; bias may be NULL. x is n_samples x n_in, kernel n_in x n_out. */
+int nnf_dense_forward_f32(nnf_int n_samples, nnf_int n_in, nnf_int n_out, const float *x,
+                          nnf_int rs_x, nnf_int cs_x, const float *kernel, nnf_int rs_k,
+                          nnf_int cs_k, const float *bias, nnf_int inc_bias, int activation,
+                          float *y, nnf_int rs_y, nnf_int cs_y, float *preact, nnf_int rs_p,
+                          nnf_int cs_p, int n_threads);
+int nnf_dense_forward_f64(nnf_int n_samples, nnf_int n_in, nnf_int n_out, const double *x,
+                          nnf_int rs_x, nnf_int cs_x, const double *kernel, nnf_int rs_k,
+                          nnf_int cs_k, const double *bias, nnf_int inc_bias, int activation,
+                          double *y, nnf_int rs_y, nnf_int cs_y, double *preact, nnf_int rs_p,
+                          nnf_int cs_p, int n_threads);
+
+/*
+ * With dz = act'(dy) computed from the output y:
+ * kernel_grad = x^T dz + beta * kernel_grad, bias_grad = colsum(dz) +
+ * beta * bias_grad (skipped when NULL), dx = dz kernel^T (skipped when NULL).
+ */
+int nnf_dense_backward_f32(nnf_int n_samples, nnf_int n_in, nnf_int n_out, const float *x,
+                           nnf_int rs_x, nnf_int cs_x, const float *kernel, nnf_int rs_k,
+                           nnf_int cs_k, const float *y, nnf_int rs_y, nnf_int cs_y,
+                           const float *dy, nnf_int rs_dy, nnf_int cs_dy, int activation,
+                           float *kernel_grad, nnf_int rs_kg, nnf_int cs_kg, float *bias_grad,
+                           nnf_int inc_bg, float *dx, nnf_int rs_dx, nnf_int cs_dx, float beta,
+                           int n_threads);
+int nnf_dense_backward_f64(nnf_int n_samples, nnf_int n_in, nnf_int n_out, const double *x,
+                           nnf_int rs_x, nnf_int cs_x, const double *kernel, nnf_int rs_k,
+                           nnf_int cs_k, const double *y, nnf_int rs_y, nnf_int cs_y,
+                           const double *dy, nnf_int rs_dy, nnf_int cs_dy, int activation,
+                           double *kernel_grad, nnf_int rs_kg, nnf_int cs_kg, double *bias_grad,
+                           nnf_int inc_bg, double *dx, nnf_int rs_dx, nnf_int cs_dx,
+                           double beta, int n_threads);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

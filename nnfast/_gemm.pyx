@@ -1,0 +1,232 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled GEMM: C = alpha * op(A) @ op(B) + beta * C (see csrc/gemm.c).
+
+The wrapper reads shapes, strides and data pointers through the NumPy C API
+instead of typed memoryviews, because acquiring three memoryviews costs more
+than a whole product of the small shapes a Dense layer produces. Inputs may be
+strided, transposed, Fortran-ordered or read-only: their element strides go to
+the C packing routines, which absorb them, so no Python-level copy is made.
+Only inputs whose strides are not a multiple of the item size, or whose data
+is not aligned, are copied first.
+"""
+
+import numpy as np
+
+cimport numpy as cnp
+
+from nnfast._threads import resolve
+
+cnp.import_array()
+
+
+cdef extern from "gemm.h" nogil:
+    ctypedef Py_ssize_t nnf_int
+    int NNF_OK
+    int NNF_ENOMEM
+
+    ctypedef struct nnf_epilogue_f32:
+        pass
+
+    ctypedef struct nnf_epilogue_f64:
+        pass
+
+    int nnf_gemm_f32(nnf_int m, nnf_int n, nnf_int k, float alpha, const float *a,
+                     nnf_int rs_a, nnf_int cs_a, const float *b, nnf_int rs_b,
+                     nnf_int cs_b, float beta, float *c, nnf_int rs_c, nnf_int cs_c,
+                     const nnf_epilogue_f32 *epilogue, int n_threads)
+    int nnf_gemm_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const double *a,
+                     nnf_int rs_a, nnf_int cs_a, const double *b, nnf_int rs_b,
+                     nnf_int cs_b, double beta, double *c, nnf_int rs_c, nnf_int cs_c,
+                     const nnf_epilogue_f64 *epilogue, int n_threads)
+
+
+cdef cnp.ndarray _matrix(object x, str name):
+    """Return ``x`` as a 2-D float32 or float64 ndarray the C code can read."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(
+            f"gemm: {name} must be a numpy.ndarray, got {type(x).__name__}"
+        )
+    cdef cnp.ndarray arr = <cnp.ndarray>x
+    if cnp.PyArray_NDIM(arr) != 2:
+        raise ValueError(
+            f"gemm: {name} must be 2-D, got {cnp.PyArray_NDIM(arr)}-D "
+            f"with shape {x.shape}"
+        )
+    cdef int typenum = cnp.PyArray_TYPE(arr)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise TypeError(
+            f"gemm: {name} must be float32 or float64, got {x.dtype}"
+        )
+    if cnp.PyArray_ISBYTESWAPPED(arr):
+        raise TypeError(
+            f"gemm: {name} has non-native byte order ({x.dtype.str}); "
+            f"convert it with {name}.astype({name}.dtype.newbyteorder('='))"
+        )
+    if not _readable_in_place(arr):
+        arr = np.array(arr, order="C", copy=True)
+    return arr
+
+
+cdef bint _readable_in_place(cnp.ndarray arr):
+    """True when the data is aligned and every stride is whole elements."""
+    if not cnp.PyArray_ISALIGNED(arr):
+        return False
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(arr)
+    cdef int axis
+    for axis in range(2):
+        if cnp.PyArray_DIMS(arr)[axis] > 1 and cnp.PyArray_STRIDES(arr)[axis] % itemsize:
+            return False
+    return True
+
+
+cdef inline Py_ssize_t _stride(cnp.ndarray arr, int axis):
+    """Return the element stride of ``axis``; 0 for an axis of length 0 or 1."""
+    if cnp.PyArray_DIMS(arr)[axis] <= 1:
+        return 0
+    return cnp.PyArray_STRIDES(arr)[axis] // cnp.PyArray_ITEMSIZE(arr)
+
+
+cdef bint _may_overlap(cnp.ndarray x, cnp.ndarray y):
+    """True when the memory spans of two non-empty arrays intersect."""
+    if cnp.PyArray_SIZE(x) == 0 or cnp.PyArray_SIZE(y) == 0:
+        return False
+    cdef char *x_lo
+    cdef char *x_hi
+    cdef char *y_lo
+    cdef char *y_hi
+    _span(x, &x_lo, &x_hi)
+    _span(y, &y_lo, &y_hi)
+    if x_lo >= y_hi or y_lo >= x_hi:
+        return False
+    # The spans intersect; ask NumPy whether an element is actually shared.
+    return np.shares_memory(x, y)
+
+
+cdef void _span(cnp.ndarray arr, char **lo, char **hi):
+    cdef char *data = <char *>cnp.PyArray_DATA(arr)
+    cdef Py_ssize_t low = 0
+    cdef Py_ssize_t high = cnp.PyArray_ITEMSIZE(arr)
+    cdef Py_ssize_t step
+    cdef int axis
+    for axis in range(cnp.PyArray_NDIM(arr)):
+        step = (cnp.PyArray_DIMS(arr)[axis] - 1) * cnp.PyArray_STRIDES(arr)[axis]
+        if step < 0:
+            low += step
+        else:
+            high += step
+    lo[0] = data + low
+    hi[0] = data + high
+
+
+def gemm(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
+         n_threads=None):
+    """C = alpha * op(A) @ op(B) + beta * C, where op transposes when asked.
+
+    Parameters
+    ----------
+    a, b : ndarray, 2-D, float32 or float64 (the same for both)
+        Any strides and memory order; read-only arrays work.
+    c : ndarray, optional
+        Output of shape (m, n), C-contiguous, writeable and of the same dtype.
+        With ``beta == 0`` it is overwritten without being read, so it may
+        hold uninitialised values. When None a new array is returned and
+        ``beta`` is ignored.
+    trans_a, trans_b : bool
+        Use the transpose of ``a`` or ``b``.
+    alpha, beta : float
+    n_threads : int, optional
+        Thread count; None uses nnfast's setting.
+
+    Returns
+    -------
+    ndarray
+        ``c`` itself when given, else a new (m, n) array.
+    """
+    cdef cnp.ndarray A = _matrix(a, "A")
+    cdef cnp.ndarray B = _matrix(b, "B")
+    cdef int typenum = cnp.PyArray_TYPE(A)
+    if cnp.PyArray_TYPE(B) != typenum:
+        raise TypeError(
+            f"gemm: A and B must have the same dtype, got {A.dtype} and {B.dtype}"
+        )
+
+    cdef bint ta = bool(trans_a)
+    cdef bint tb = bool(trans_b)
+    cdef nnf_int m = cnp.PyArray_DIMS(A)[1 if ta else 0]
+    cdef nnf_int k = cnp.PyArray_DIMS(A)[0 if ta else 1]
+    cdef nnf_int k_b = cnp.PyArray_DIMS(B)[1 if tb else 0]
+    cdef nnf_int n = cnp.PyArray_DIMS(B)[0 if tb else 1]
+    if k != k_b:
+        raise ValueError(
+            f"gemm: inner dimensions differ, {'A.T' if ta else 'A'} is ({m}, {k}) "
+            f"but {'B.T' if tb else 'B'} is ({k_b}, {n})"
+        )
+    cdef nnf_int rs_a = _stride(A, 1 if ta else 0)
+    cdef nnf_int cs_a = _stride(A, 0 if ta else 1)
+    cdef nnf_int rs_b = _stride(B, 1 if tb else 0)
+    cdef nnf_int cs_b = _stride(B, 0 if tb else 1)
+
+    cdef cnp.ndarray C
+    cdef cnp.npy_intp dims[2]
+    cdef double beta_value = beta
+    if c is None:
+        dims[0] = m
+        dims[1] = n
+        C = cnp.PyArray_EMPTY(2, dims, typenum, 0)
+        beta_value = 0.0
+    else:
+        C = _output(c, typenum, m, n)
+        if _may_overlap(C, A) or _may_overlap(C, B):
+            raise ValueError(
+                "gemm: C shares memory with A or B; pass a separate output array"
+            )
+    cdef double alpha_value = alpha
+    cdef int threads = resolve(n_threads)
+    cdef nnf_int rs_c = n
+    cdef int status
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            status = nnf_gemm_f32(
+                m, n, k, <float>alpha_value,
+                <const float *>cnp.PyArray_DATA(A), rs_a, cs_a,
+                <const float *>cnp.PyArray_DATA(B), rs_b, cs_b,
+                <float>beta_value, <float *>cnp.PyArray_DATA(C), rs_c, 1,
+                NULL, threads,
+            )
+        else:
+            status = nnf_gemm_f64(
+                m, n, k, alpha_value,
+                <const double *>cnp.PyArray_DATA(A), rs_a, cs_a,
+                <const double *>cnp.PyArray_DATA(B), rs_b, cs_b,
+                beta_value, <double *>cnp.PyArray_DATA(C), rs_c, 1,
+                NULL, threads,
+            )
+    if status == NNF_ENOMEM:
+        raise MemoryError(f"gemm: out of memory for the packing buffers of a "
+                          f"({m}, {k}) x ({k}, {n}) product")
+    return C
+
+
+cdef cnp.ndarray _output(object c, int typenum, nnf_int m, nnf_int n):
+    """Check the caller's C array and return it."""
+    if not isinstance(c, np.ndarray):
+        raise TypeError(f"gemm: C must be a numpy.ndarray, got {type(c).__name__}")
+    cdef cnp.ndarray C = <cnp.ndarray>c
+    if cnp.PyArray_TYPE(C) != typenum or cnp.PyArray_ISBYTESWAPPED(C):
+        expected = "float32" if typenum == cnp.NPY_FLOAT32 else "float64"
+        raise TypeError(
+            f"gemm: C must have the dtype of A and B ({expected}), got {C.dtype}"
+        )
+    if cnp.PyArray_NDIM(C) != 2 or cnp.PyArray_DIMS(C)[0] != m or cnp.PyArray_DIMS(C)[1] != n:
+        raise ValueError(f"gemm: C must have shape ({m}, {n}), got {c.shape}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(C) or not cnp.PyArray_ISALIGNED(C):
+        raise ValueError(
+            f"gemm: C must be C-contiguous, got strides {c.strides} for shape "
+            f"{c.shape}; pass np.ascontiguousarray(C) and use the returned array"
+        )
+    if not cnp.PyArray_ISWRITEABLE(C):
+        raise ValueError(
+            "gemm: C must be writeable, got a read-only array; pass a copy "
+            "(C.copy()) and use the returned array"
+        )
+    return C

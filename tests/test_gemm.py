@@ -1,0 +1,388 @@
+"""Compiled GEMM against the NumPy reference."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from nnfast import _reference, _runtime
+from nnfast._gemm import gemm
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+DTYPES = [np.float32, np.float64]
+
+# Rounding error of a k-term dot product is bounded by about k * eps/2 times
+# the dot product of the absolute values (Higham, Accuracy and Stability of
+# Numerical Algorithms, section 3.1). Both the compiled and the reference
+# result carry such an error, and alpha, beta and the final add each round
+# once more, so the difference is bounded by (k + slack) * eps * scale with
+# scale = |alpha| |op(A)| |op(B)| + |beta| |C|. `tiny` covers exact zeros.
+TOLERANCES = {
+    np.float32: {"eps": float(np.finfo(np.float32).eps), "slack": 4, "tiny": 1e-30},
+    np.float64: {"eps": float(np.finfo(np.float64).eps), "slack": 4, "tiny": 1e-300},
+}
+
+# Sizes around the micro-tile widths (4, 6, 8, 14, 16, 32), primes, and
+# sizes past the KC (256) and float64 MC (252) block sizes.
+SHAPES = [
+    (1, 1, 1),
+    (1, 7, 3),
+    (5, 1, 2),
+    (2, 3, 1),
+    (6, 16, 8),
+    (7, 17, 9),
+    (13, 31, 29),
+    (37, 41, 43),
+    (64, 30, 31),
+    (97, 89, 101),
+    (128, 128, 257),
+    (257, 65, 131),
+]
+
+
+def rng_for(*key):
+    """Return a generator seeded from the test's parameters, the same every run."""
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def make_operands(m, n, k, trans_a, trans_b, dtype, rng):
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    c = rng.standard_normal((m, n)).astype(dtype)
+    return a, b, c
+
+
+def assert_gemm_close(result, expected, a, b, c0, trans_a, trans_b, alpha, beta):
+    dtype = result.dtype.type
+    tol = TOLERANCES[dtype]
+    opa = np.abs(a.T if trans_a else a).astype(np.float64)
+    opb = np.abs(b.T if trans_b else b).astype(np.float64)
+    k = opa.shape[1]
+    scale = abs(alpha) * (opa @ opb)
+    if c0 is not None:
+        scale = scale + abs(beta) * np.abs(c0.astype(np.float64))
+    bound = (k + tol["slack"]) * tol["eps"] * scale + tol["tiny"]
+    error = np.abs(result.astype(np.float64) - expected.astype(np.float64))
+    worst = np.unravel_index(np.argmax(error - bound), error.shape) if error.size else ()
+    assert np.all(error <= bound), (
+        f"max excess at {worst}: error {error[worst]:.3g} > bound {bound[worst]:.3g}"
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("trans_a", [False, True], ids=["N", "T"])
+@pytest.mark.parametrize("trans_b", [False, True], ids=["N", "T"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_gemm_matches_reference(shape, trans_a, trans_b, dtype):
+    m, n, k = shape
+    rng = rng_for(shape, trans_a, trans_b, dtype.__name__)
+    a, b, c0 = make_operands(m, n, k, trans_a, trans_b, dtype, rng)
+    for alpha, beta in [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)]:
+        expected = _reference.gemm(a, b, c0.copy(), trans_a, trans_b, alpha, beta)
+        result = gemm(a, b, c0.copy(), trans_a, trans_b, alpha, beta)
+        assert result.dtype == dtype
+        assert_gemm_close(result, expected, a, b, c0, trans_a, trans_b, alpha, beta)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_gemm_new_output(dtype):
+    rng = rng_for("new", dtype.__name__)
+    a, b, _ = make_operands(19, 23, 29, False, False, dtype, rng)
+    result = gemm(a, b, beta=5.0)
+    expected = _reference.gemm(a, b)
+    assert result.shape == (19, 23)
+    assert result.dtype == dtype
+    assert result.flags.c_contiguous
+    assert_gemm_close(result, expected, a, b, None, False, False, 1.0, 0.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", [(300, 20, 600), (20, 4100, 7), (600, 600, 300)],
+                         ids=["k-blocks", "n-blocks", "m-blocks"])
+def test_gemm_several_blocks(shape, dtype):
+    m, n, k = shape
+    rng = rng_for("blocks", shape, dtype.__name__)
+    a, b, c0 = make_operands(m, n, k, False, True, dtype, rng)
+    expected = _reference.gemm(a, b, c0.copy(), False, True, 0.75, 0.5)
+    result = gemm(a, b, c0.copy(), False, True, 0.75, 0.5)
+    assert_gemm_close(result, expected, a, b, c0, False, True, 0.75, 0.5)
+
+
+def layouts(x):
+    """Yield (name, array) views of x's values in several memory layouts."""
+    yield "c-order", np.ascontiguousarray(x)
+    yield "f-order", np.asfortranarray(x)
+    wide = np.zeros((x.shape[0] * 2, x.shape[1] * 3), dtype=x.dtype)
+    wide[::2, ::3] = x
+    yield "strided", wide[::2, ::3]
+    flipped = np.ascontiguousarray(x[::-1, ::-1])
+    yield "negative-strides", flipped[::-1, ::-1]
+    readonly = x.copy()
+    readonly.flags.writeable = False
+    yield "read-only", readonly
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("trans_a", [False, True], ids=["N", "T"])
+@pytest.mark.parametrize("trans_b", [False, True], ids=["N", "T"])
+def test_gemm_input_layouts(trans_a, trans_b, dtype):
+    m, n, k = 23, 37, 41
+    rng = rng_for("layouts", trans_a, trans_b, dtype.__name__)
+    a, b, c0 = make_operands(m, n, k, trans_a, trans_b, dtype, rng)
+    expected = _reference.gemm(a, b, c0.copy(), trans_a, trans_b, 1.5, -1.0)
+    for name_a, view_a in layouts(a):
+        for name_b, view_b in layouts(b):
+            result = gemm(view_a, view_b, c0.copy(), trans_a, trans_b, 1.5, -1.0)
+            try:
+                assert_gemm_close(result, expected, a, b, c0, trans_a, trans_b, 1.5, -1.0)
+            except AssertionError as error:
+                raise AssertionError(f"A {name_a}, B {name_b}: {error}") from None
+
+
+def test_gemm_broadcast_input():
+    a = np.broadcast_to(np.arange(5.0), (7, 5))
+    b = np.broadcast_to(np.arange(3.0)[None, :], (5, 3))
+    np.testing.assert_allclose(gemm(a, b), np.asarray(a) @ np.asarray(b))
+
+
+def test_gemm_unaligned_input():
+    raw = np.zeros(8 * 6 * 4 + 1, dtype=np.uint8)
+    a = raw[1:].view(np.float64).reshape(6, 4)
+    a[...] = np.arange(24.0).reshape(6, 4)
+    assert not a.flags.aligned
+    b = np.ones((4, 2))
+    np.testing.assert_allclose(gemm(a, b), np.asarray(a) @ b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_gemm_beta_zero_ignores_nan(dtype):
+    rng = rng_for("nan", dtype.__name__)
+    a, b, _ = make_operands(13, 35, 17, False, False, dtype, rng)
+    c = np.full((13, 35), np.nan, dtype=dtype)
+    result = gemm(a, b, c, beta=0.0)
+    assert np.all(np.isfinite(result))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_gemm_beta_one_accumulates_in_place(dtype):
+    rng = rng_for("accumulate", dtype.__name__)
+    a, b, c0 = make_operands(20, 33, 9, False, False, dtype, rng)
+    c = c0.copy()
+    result = gemm(a, b, c, beta=1.0)
+    assert result is c
+    assert np.shares_memory(result, c)
+    expected = _reference.gemm(a, b, c0.copy(), beta=1.0)
+    assert_gemm_close(c, expected, a, b, c0, False, False, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", [(0, 5, 3), (4, 0, 3), (0, 0, 0), (4, 5, 0)],
+                         ids=["m0", "n0", "all0", "k0"])
+def test_gemm_zero_size(shape, dtype):
+    m, n, k = shape
+    a = np.ones((m, k), dtype=dtype)
+    b = np.ones((k, n), dtype=dtype)
+    new = gemm(a, b)
+    assert new.shape == (m, n)
+    assert new.dtype == dtype
+    assert np.all(new == 0)
+    c = np.full((m, n), 3.0, dtype=dtype)
+    result = gemm(a, b, c, beta=0.5)
+    assert result is c
+    assert np.all(c == 1.5)
+    c[...] = np.nan
+    gemm(a, b, c, beta=0.0)
+    assert np.all(c == 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    "shape",
+    [(512, 96, 300), (24, 700, 64), (300, 300, 300)],
+    ids=["tall", "short-wide", "square"],
+)
+def test_gemm_same_result_for_any_thread_count(shape, dtype):
+    m, n, k = shape
+    rng = rng_for("threads", shape, dtype.__name__)
+    a, b, c0 = make_operands(m, n, k, False, False, dtype, rng)
+    one = gemm(a, b, c0.copy(), alpha=1.25, beta=0.5, n_threads=1)
+    two = gemm(a, b, c0.copy(), alpha=1.25, beta=0.5, n_threads=2)
+    four = gemm(a, b, c0.copy(), alpha=1.25, beta=0.5, n_threads=4)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, four)
+    expected = _reference.gemm(a, b, c0.copy(), alpha=1.25, beta=0.5)
+    assert_gemm_close(two, expected, a, b, c0, False, False, 1.25, 0.5)
+
+
+def test_gemm_concurrent_python_threads():
+    rng = rng_for("concurrent")
+    cases = []
+    for i in range(8):
+        dtype = DTYPES[i % 2]
+        m, n, k = 70 + 13 * i, 90 - 5 * i, 150 + 7 * i
+        a, b, _ = make_operands(m, n, k, i % 3 == 0, i % 4 == 0, dtype, rng)
+        cases.append((a, b, i % 3 == 0, i % 4 == 0))
+    expected = [gemm(a, b, None, ta, tb, n_threads=1) for a, b, ta, tb in cases]
+
+    def run(index):
+        a, b, ta, tb = cases[index % len(cases)]
+        for _ in range(20):
+            result = gemm(a, b, None, ta, tb, n_threads=2)
+            if not np.array_equal(result, expected[index % len(cases)]):
+                return index
+        return None
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        failures = [i for i in pool.map(run, range(24)) if i is not None]
+    assert failures == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    m=st.integers(0, 40),
+    n=st.integers(0, 40),
+    k=st.integers(0, 40),
+    trans_a=st.booleans(),
+    trans_b=st.booleans(),
+    step_a=st.tuples(st.integers(1, 3), st.integers(-2, 3).filter(bool)),
+    step_b=st.tuples(st.integers(-3, 3).filter(bool), st.integers(1, 2)),
+    fortran=st.booleans(),
+    use_f64=st.booleans(),
+    beta=st.sampled_from([0.0, 1.0, -0.5]),
+)
+def test_gemm_property(m, n, k, trans_a, trans_b, step_a, step_b, fortran, use_f64, beta):
+    dtype = np.float64 if use_f64 else np.float32
+    rng = np.random.default_rng(m * 10007 + n * 101 + k)
+    shape_a = (k, m) if trans_a else (m, k)
+    shape_b = (n, k) if trans_b else (k, n)
+    order = "F" if fortran else "C"
+    base_a = rng.standard_normal(
+        (shape_a[0] * abs(step_a[0]), shape_a[1] * abs(step_a[1]))
+    ).astype(dtype, order=order)
+    base_b = rng.standard_normal(
+        (shape_b[0] * abs(step_b[0]), shape_b[1] * abs(step_b[1]))
+    ).astype(dtype, order=order)
+    a = base_a[:: step_a[0], :: step_a[1]][: shape_a[0], : shape_a[1]]
+    b = base_b[:: step_b[0], :: step_b[1]][: shape_b[0], : shape_b[1]]
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    expected = _reference.gemm(a, b, c0.copy(), trans_a, trans_b, 0.5, beta)
+    result = gemm(a, b, c0.copy(), trans_a, trans_b, 0.5, beta)
+    assert_gemm_close(result, expected, a, b, c0, trans_a, trans_b, 0.5, beta)
+
+
+def test_gemm_inner_dimension_error():
+    a = np.ones((64, 30))
+    b = np.ones((31, 16))
+    with pytest.raises(ValueError, match=r"inner dimensions differ, A is \(64, 30\) "
+                                         r"but B is \(31, 16\)"):
+        gemm(a, b)
+    with pytest.raises(ValueError, match=r"A\.T is \(30, 64\) but B\.T is \(16, 31\)"):
+        gemm(a, b, trans_a=True, trans_b=True)
+
+
+def test_gemm_dtype_errors():
+    with pytest.raises(TypeError, match="float32 or float64, got int64"):
+        gemm(np.ones((2, 2), dtype=np.int64), np.ones((2, 2), dtype=np.int64))
+    with pytest.raises(TypeError, match="same dtype, got float32 and float64"):
+        gemm(np.ones((2, 2), dtype=np.float32), np.ones((2, 2)))
+    with pytest.raises(TypeError, match="C must have the dtype of A and B"):
+        gemm(np.ones((2, 2)), np.ones((2, 2)), np.ones((2, 2), dtype=np.float32))
+    with pytest.raises(TypeError, match="non-native byte order"):
+        gemm(np.ones((2, 2), dtype=">f8"), np.ones((2, 2), dtype=">f8"))
+    with pytest.raises(TypeError, match="must be a numpy.ndarray, got list"):
+        gemm([[1.0]], np.ones((1, 1)))
+
+
+def test_gemm_output_errors():
+    a = np.ones((4, 3))
+    b = np.ones((3, 5))
+    with pytest.raises(ValueError, match=r"C must have shape \(4, 5\), got \(5, 4\)"):
+        gemm(a, b, np.empty((5, 4)))
+    with pytest.raises(ValueError, match="C must be C-contiguous.*ascontiguousarray"):
+        gemm(a, b, np.empty((4, 5), order="F"))
+    readonly = np.empty((4, 5))
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="C must be writeable"):
+        gemm(a, b, readonly)
+    square = np.ones((4, 4))
+    with pytest.raises(ValueError, match="C shares memory with A or B"):
+        gemm(square, np.ones((4, 4)), square, beta=1.0)
+    with pytest.raises(ValueError, match="must be 2-D, got 1-D"):
+        gemm(np.ones(3), b)
+
+
+def test_cpu_with_avx2_gets_simd_kernel():
+    if os.environ.get("NNFAST_SIMD") == "generic":
+        pytest.skip("NNFAST_SIMD=generic forces the portable kernel")
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        pytest.skip("/proc/cpuinfo cannot be read")
+    flag_lines = [line for line in text.splitlines() if line.startswith("flags")]
+    if not flag_lines:
+        pytest.skip("/proc/cpuinfo lists no CPU flags")
+    flags = set(flag_lines[0].split(":", 1)[1].split())
+    if not {"avx2", "fma"} <= flags:
+        assert _runtime.simd_name() == "generic"
+        return
+    assert _runtime.simd_name() != "generic"
+    assert _runtime.simd_name().startswith(("avx2", "avx512"))
+
+
+PORTABLE_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np
+    from nnfast import _reference, _runtime
+    from nnfast._dense import dense_backward, dense_forward
+    from nnfast._gemm import gemm
+
+    assert _runtime.simd_name() == "generic", _runtime.simd_name()
+    rng = np.random.default_rng(7)
+    for dtype, rtol in ((np.float32, 2e-4), (np.float64, 1e-11)):
+        for m, n, k in ((1, 1, 1), (5, 7, 3), (37, 41, 300), (130, 9, 17)):
+            for ta in (False, True):
+                for tb in (False, True):
+                    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+                    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+                    c = rng.standard_normal((m, n)).astype(dtype)
+                    got = gemm(np.asfortranarray(a), b, c.copy(), ta, tb, 0.5, 2.0)
+                    want = _reference.gemm(a, b, c.copy(), ta, tb, 0.5, 2.0)
+                    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * k)
+        x = rng.standard_normal((33, 20)).astype(dtype)
+        w = rng.standard_normal((20, 11)).astype(dtype)
+        bias = rng.standard_normal(11).astype(dtype)
+        for activation in _reference.ACTIVATIONS:
+            y = dense_forward(x, w, bias, activation)
+            want = _reference.dense_forward(x, w, bias, activation)
+            np.testing.assert_allclose(y, want, rtol=rtol, atol=rtol * 20)
+            dy = rng.standard_normal(y.shape).astype(dtype)
+            kg, bg, dx = np.empty_like(w), np.empty_like(bias), np.empty_like(x)
+            dense_backward(x, w, y, dy, activation, kg, bg, dx)
+            kg_ref, bg_ref, dx_ref = np.empty_like(w), np.empty_like(bias), np.empty_like(x)
+            _reference.dense_backward(x, w, y, dy, activation, kg_ref, bg_ref, dx_ref)
+            for got, want in ((kg, kg_ref), (bg, bg_ref), (dx, dx_ref)):
+                np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * 40)
+    print("portable ok")
+    """
+)
+
+
+def test_portable_kernel_in_subprocess():
+    env = dict(os.environ, NNFAST_SIMD="generic")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-c", PORTABLE_SCRIPT],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "portable ok" in done.stdout
