@@ -5,6 +5,49 @@ import numbers
 import numpy as np
 
 
+def is_iterator(data):
+    """Return True for a one-pass iterator such as a Python generator."""
+    return hasattr(data, "__next__")
+
+
+def is_batch_iterable(data):
+    """Return True for a Dataset, generator or iterator of batches."""
+    if data is None or isinstance(data, (np.ndarray, list, tuple, dict, str)):
+        return False
+    if hasattr(data, "__array__") or hasattr(data, "to_numpy"):
+        return False
+    return is_iterator(data) or (hasattr(data, "__iter__")
+                                 and hasattr(data, "cardinality"))
+
+
+def known_length(data):
+    """Return the number of batches of a finite Dataset, else None."""
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def check_no_y(data, y, where):
+    if y is not None:
+        raise ValueError(
+            f"{where}: `y` must not be given when `x` is a Dataset or generator; "
+            "yield (x, y) pairs from it instead"
+        )
+
+
+def unpack_batch(element, where):
+    """Split one yielded batch into (x, y, sample_weight)."""
+    if isinstance(element, (tuple, list)) and len(element) in (2, 3):
+        weights = element[2] if len(element) == 3 else None
+        return element[0], element[1], weights
+    raise ValueError(
+        f"{where}: each batch must be a tuple (x, y) or (x, y, sample_weight), "
+        f"got {type(element).__name__}"
+        + (f" of length {len(element)}" if isinstance(element, (tuple, list)) else "")
+    )
+
+
 def to_array(value, name):
     """Return ``value`` as a NumPy array, taking pandas objects by position."""
     if value is None:

@@ -13,6 +13,7 @@ state allocates no new workspace and two threads never share one.
 
 import math
 import threading
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -347,28 +348,33 @@ class Model:
                                                              "validation_freq")
         if validation_freq < 1:
             raise ValueError("fit: `validation_freq` must be a positive int, got 0")
-        x, y, weights = self._prepare_xy(x, y, "fit", sample_weight, class_weight)
-
-        if validation_data is None and validation_split:
-            split = int(math.floor(x.shape[0] * (1.0 - validation_split)))
-            validation_data = (x[split:], y[split:])
-            if weights is not None:
-                validation_data += (weights[split:],)
-                weights = weights[:split]
-            x, y = x[:split], y[:split]
+        if data_adapter.is_batch_iterable(x):
+            data_adapter.check_no_y(x, y, "fit")
+            source = _IterableSource(x, steps_per_epoch, self, "fit", class_weight)
+            if validation_split:
+                raise ValueError(
+                    "fit: `validation_split` needs arrays; with a Dataset or "
+                    "generator pass validation_data instead"
+                )
+        else:
+            x, y, weights = self._prepare_xy(x, y, "fit", sample_weight, class_weight)
+            if validation_data is None and validation_split:
+                split = int(math.floor(x.shape[0] * (1.0 - validation_split)))
+                validation_data = (x[split:], y[split:])
+                if weights is not None:
+                    validation_data += (weights[split:],)
+                    weights = weights[:split]
+                x, y = x[:split], y[:split]
+            if x.shape[0] == 0:
+                raise ValueError(
+                    "fit: x has 0 samples; training needs at least one sample"
+                )
+            source = _ArraySource(self, x, y, weights, batch_size, shuffle,
+                                  steps_per_epoch)
         val = None
         if validation_data is not None:
             val = self._unpack_validation(validation_data)
-        n = x.shape[0]
-        if n == 0:
-            raise ValueError(
-                "fit: x has 0 samples; training needs at least one sample"
-            )
 
-        steps = math.ceil(n / batch_size)
-        if steps_per_epoch is not None:
-            steps = data_adapter.check_nonnegative_int(steps_per_epoch,
-                                                       "steps_per_epoch")
         self._assemble()
         self._resolve_metrics()
 
@@ -377,39 +383,36 @@ class Model:
         if verbose:
             callback_list.append(ProgbarLogger())
         callback_list.append(history)
-        params = {"epochs": epochs, "steps": steps, "verbose": verbose}
+        params = {"epochs": epochs, "steps": source.steps, "verbose": verbose}
         cbs = CallbackList(callback_list, self, params)
         self.stop_training = False
         self.history = history
         self._in_fit = True
         try:
             cbs.call("on_train_begin", {})
-            order = np.arange(n)
-            cursor = 0
             for epoch in range(initial_epoch, epochs):
                 cbs.call("on_epoch_begin", epoch, {})
                 tracker = metrics_module.Mean(name="loss")
                 for metric in self.compiled_metrics:
                     metric.reset_state()
                 logs = {}
-                for step in range(steps):
-                    if cursor == 0 and shuffle:
-                        order = _rng.generator().permutation(n)
-                    stop = min(cursor + batch_size, n)
-                    indices = order[cursor:stop]
-                    cursor = 0 if stop >= n else stop
+                for step, batch in enumerate(source.epoch()):
                     cbs.call("on_train_batch_begin", step, {})
-                    logs = self._fit_batch(x, y, weights, indices, tracker)
+                    logs = source.train(batch, tracker)
                     cbs.call("on_train_batch_end", step, logs)
                     if self.stop_training:
                         break
-                if steps_per_epoch is None:
-                    cursor = 0
+                if source.exhausted:
+                    warnings.warn(
+                        "fit: the input ran out of data before epoch "
+                        f"{epoch + 1}; training stops. Pass a Dataset, which can "
+                        "be iterated again, or set steps_per_epoch.", stacklevel=2)
+                    break
                 epoch_logs = dict(logs)
                 if val is not None and (epoch + 1) % validation_freq == 0:
-                    val_logs = self._evaluate_arrays(
-                        *val, batch_size=validation_batch_size or batch_size,
-                        steps=validation_steps, cbs=None)
+                    val_logs = self._evaluate_source(
+                        val, validation_batch_size or batch_size, validation_steps,
+                        None)
                     epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 cbs.call("on_epoch_end", epoch, epoch_logs)
                 if self.stop_training:
@@ -418,14 +421,6 @@ class Model:
         finally:
             self._in_fit = False
         return history
-
-    def _fit_batch(self, x, y, weights, indices, tracker):
-        workspace = self._workspace(indices.shape[0], True)
-        xb = self._gather(x, indices, workspace)
-        yb = y[indices]
-        wb = weights[indices] if weights is not None else None
-        per_sample, outputs, penalty = self._train_step(xb, yb, wb, workspace)
-        return self._update_logs(tracker, per_sample, wb, yb, outputs, penalty)
 
     def _update_logs(self, tracker, per_sample, wb, yb, outputs, penalty=0.0):
         # The epoch loss is the mean over samples of the reduced batch losses,
@@ -439,16 +434,17 @@ class Model:
         return logs
 
     def _unpack_validation(self, validation_data):
+        if data_adapter.is_batch_iterable(validation_data):
+            return validation_data
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (
                 2, 3):
             raise ValueError(
                 "fit: `validation_data` must be a tuple (x_val, y_val) or "
-                "(x_val, y_val, val_sample_weight)"
+                "(x_val, y_val, val_sample_weight), or a Dataset"
             )
         vx, vy = validation_data[0], validation_data[1]
         vw = validation_data[2] if len(validation_data) == 3 else None
-        vx, vy, vw = self._prepare_xy(vx, vy, "fit (validation_data)", vw)
-        return vx, vy, vw
+        return self._prepare_xy(vx, vy, "fit (validation_data)", vw)
 
     # evaluate ---------------------------------------------------------------
 
@@ -456,53 +452,55 @@ class Model:
                  sample_weight=None, steps=None, callbacks=None, return_dict=False):
         """Return the loss and metrics on ``x`` and ``y``.
 
-        Returns the loss alone when there are no metrics, else
-        ``[loss, metric...]``, or a dict with ``return_dict=True``.
+        ``x`` may also be a Dataset or a generator of (x, y) or
+        (x, y, sample_weight) batches, with ``y`` left None. Returns the loss
+        alone when there are no metrics, else ``[loss, metric...]``, or a
+        dict with ``return_dict=True``.
         """
         self._check_compiled("evaluate")
         batch_size = data_adapter.check_batch_size(batch_size)
         verbose = _check_verbose(verbose)
-        x, y, weights = self._prepare_xy(x, y, "evaluate", sample_weight)
-        self._assemble()
-        self._resolve_metrics()
-        callback_list = list(callbacks or [])
-        n_steps = math.ceil(x.shape[0] / batch_size)
         if steps is not None:
-            n_steps = min(n_steps, data_adapter.check_nonnegative_int(steps, "steps"))
+            steps = data_adapter.check_nonnegative_int(steps, "steps")
+        if data_adapter.is_batch_iterable(x):
+            data_adapter.check_no_y(x, y, "evaluate")
+            data = x
+            n_steps = data_adapter.known_length(x)
+        else:
+            data = self._prepare_xy(x, y, "evaluate", sample_weight)
+            n_steps = math.ceil(data[0].shape[0] / batch_size)
+        if steps is not None:
+            n_steps = steps if n_steps is None else min(n_steps, steps)
+        callback_list = list(callbacks or [])
         if verbose:
             callback_list.append(ProgbarLogger())
         cbs = CallbackList(callback_list, self,
                            {"steps": n_steps, "verbose": verbose, "epochs": 1})
-        logs = self._evaluate_arrays(x, y, weights, batch_size, steps, cbs)
-        if return_dict:
-            return logs
-        if not self.compiled_metrics:
-            return logs["loss"]
-        return [logs["loss"]] + [logs[m.name] for m in self.compiled_metrics]
+        logs = self._evaluate_source(data, batch_size, steps, cbs)
+        return _format_logs(logs, self.compiled_metrics, return_dict)
 
-    def _evaluate_arrays(self, x, y, weights, batch_size, steps, cbs):
+    def _evaluate_source(self, data, batch_size, steps, cbs):
+        """Evaluate prepared arrays (a tuple) or an iterable of batches."""
+        if isinstance(data, tuple):
+            batches = _array_batches(*data, batch_size)
+        else:
+            batches = _iterable_batches(self, data, "evaluate")
+        self._assemble()
+        self._resolve_metrics()
         tracker = metrics_module.Mean(name="loss")
-        metrics = self.compiled_metrics
-        for metric in metrics:
+        for metric in self.compiled_metrics:
             metric.reset_state()
-        n = x.shape[0]
-        n_steps = math.ceil(n / batch_size)
-        if steps is not None:
-            n_steps = min(n_steps, steps)
         if cbs is not None:
             cbs.call("on_test_begin", {})
         logs = {"loss": 0.0}
-        for metric in metrics:
+        for metric in self.compiled_metrics:
             logs[metric.name] = metric.result()
-        for step in range(n_steps):
-            start = step * batch_size
-            stop = min(start + batch_size, n)
+        for step, (xb, yb, wb) in enumerate(batches):
+            if steps is not None and step >= steps:
+                break
             if cbs is not None:
                 cbs.call("on_test_batch_begin", step, {})
-            workspace = self._workspace(stop - start, False)
-            xb = x[start:stop]
-            yb = y[start:stop]
-            wb = weights[start:stop] if weights is not None else None
+            workspace = self._workspace(xb.shape[0], False)
             per_sample, outputs, penalty = self._test_step(xb, yb, wb, workspace)
             logs = self._update_logs(tracker, per_sample, wb, yb, outputs, penalty)
             if cbs is not None:
@@ -520,14 +518,35 @@ class Model:
         output's width.
         """
         batch_size = data_adapter.check_batch_size(batch_size)
+        if steps is not None:
+            steps = data_adapter.check_nonnegative_int(steps, "steps")
+        if data_adapter.is_batch_iterable(x):
+            return self._predict_iterable(x, steps)
         x = self._prepare_inputs(x, "predict")
         n = x.shape[0]
+        if steps is not None:
+            n = min(n, steps * batch_size)
         out = np.empty((n,) + tuple(self.output_shape), dtype=self.dtype)
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             workspace = self._workspace(stop - start, False)
             out[start:stop] = self._forward(x[start:stop], False, workspace)
         return out
+
+    def _predict_iterable(self, data, steps):
+        parts = []
+        for step, element in enumerate(data):
+            if steps is not None and step >= steps:
+                break
+            xb = element[0] if isinstance(element, (tuple, list)) else element
+            xb = self._prepare_inputs(xb, "predict")
+            workspace = self._workspace(xb.shape[0], False)
+            parts.append(self._forward(xb, False, workspace).copy())
+        if not parts:
+            if not self.built:
+                raise ValueError("predict: the input yielded no batches")
+            return np.empty((0,) + tuple(self.output_shape), dtype=self.dtype)
+        return np.concatenate(parts, axis=0)
 
     def predict_on_batch(self, x):
         """Return the outputs for one batch ``x``, computed in one pass."""
@@ -680,3 +699,124 @@ def _format_logs(logs, metrics, return_dict):
     if not metrics:
         return logs["loss"]
     return [logs["loss"]] + [logs[m.name] for m in metrics]
+
+
+def _array_batches(x, y, weights, batch_size):
+    """Yield (x, y, sample_weight) slices of prepared arrays, in order."""
+    n = x.shape[0]
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        wb = weights[start:stop] if weights is not None else None
+        yield x[start:stop], y[start:stop], wb
+
+
+def _iterable_batches(model, data, where, class_weight=None):
+    """Yield checked (x, y, sample_weight) batches from a Dataset or generator."""
+    for element in data:
+        xb, yb, wb = data_adapter.unpack_batch(element, where)
+        yield model._prepare_xy(xb, yb, where, wb, class_weight)
+
+
+class _ArraySource:
+    """Batches of in-memory arrays, gathered in shuffled order each epoch.
+
+    With ``steps_per_epoch`` the position carries over between epochs, and a
+    new order is drawn each time the data is used up.
+    """
+
+    def __init__(self, model, x, y, weights, batch_size, shuffle, steps_per_epoch):
+        self.model = model
+        self.x = x
+        self.y = y
+        self.weights = weights
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        n = x.shape[0]
+        self.steps = math.ceil(n / batch_size)
+        self.per_epoch = steps_per_epoch is not None
+        if self.per_epoch:
+            self.steps = data_adapter.check_nonnegative_int(steps_per_epoch,
+                                                            "steps_per_epoch")
+        self.order = np.arange(n)
+        self.cursor = 0
+        self.exhausted = False
+
+    def epoch(self):
+        n = self.x.shape[0]
+        if not self.per_epoch:
+            self.cursor = 0
+        for _ in range(self.steps):
+            if self.cursor == 0 and self.shuffle:
+                self.order = _rng.generator().permutation(n)
+            stop = min(self.cursor + self.batch_size, n)
+            indices = self.order[self.cursor:stop]
+            self.cursor = 0 if stop >= n else stop
+            yield indices
+
+    def train(self, indices, tracker):
+        model = self.model
+        workspace = model._workspace(indices.shape[0], True)
+        xb = model._gather(self.x, indices, workspace)
+        yb = self.y[indices]
+        wb = self.weights[indices] if self.weights is not None else None
+        per_sample, outputs, penalty = model._train_step(xb, yb, wb, workspace)
+        return model._update_logs(tracker, per_sample, wb, yb, outputs, penalty)
+
+
+class _IterableSource:
+    """Batches from a Dataset (iterated afresh each epoch) or a generator.
+
+    Each batch is checked before it is used, so a bad batch raises before it
+    changes any weight.
+    """
+
+    def __init__(self, data, steps_per_epoch, model, where, class_weight):
+        self.data = data
+        self.model = model
+        self.where = where
+        self.class_weight = class_weight
+        self.steps = data_adapter.known_length(data)
+        self.limit = None
+        if steps_per_epoch is not None:
+            self.limit = data_adapter.check_nonnegative_int(steps_per_epoch,
+                                                            "steps_per_epoch")
+            self.steps = self.limit
+        self.reiterable = not data_adapter.is_iterator(data)
+        self.iterator = None
+        self.exhausted = False
+
+    def epoch(self):
+        if self.iterator is None or (self.reiterable and self.limit is None):
+            self.iterator = iter(self.data)
+        count = 0
+        restarted = False
+        while self.limit is None or count < self.limit:
+            try:
+                element = next(self.iterator)
+            except StopIteration:
+                if self.reiterable and self.limit is not None and not restarted:
+                    # With steps_per_epoch, a Dataset is read on from where
+                    # the last epoch stopped, starting over when used up.
+                    self.iterator = iter(self.data)
+                    restarted = True
+                    continue
+                if count == 0:
+                    self.exhausted = True
+                return
+            restarted = False
+            count += 1
+            yield data_adapter.unpack_batch(element, self.where)
+
+    def train(self, batch, tracker):
+        model = self.model
+        xb, yb, wb = model._prepare_xy(batch[0], batch[1], self.where, batch[2],
+                                       self.class_weight)
+        if xb.shape[0] == 0:
+            raise ValueError(f"{self.where}: a batch has 0 samples")
+        workspace = model._workspace(xb.shape[0], True)
+        if workspace.x is None or workspace.x.shape != xb.shape:
+            workspace.x = np.empty(xb.shape, dtype=model.dtype)
+        np.copyto(workspace.x, xb)
+        per_sample, outputs, penalty = model._train_step(workspace.x, yb, wb,
+                                                         workspace)
+        return model._update_logs(tracker, per_sample, wb, yb, outputs, penalty)
