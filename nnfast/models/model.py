@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from nnfast import _rng, backend
+from nnfast import _rng, _threads, backend
 from nnfast import losses as losses_module
 from nnfast import metrics as metrics_module
 from nnfast import optimizers as optimizers_module
@@ -36,6 +36,7 @@ class _Workspace:
         self.caches = [{} for _ in range(n_layers)]
         self.x = None
         self.grad = None
+        self.chain_buffers = None
 
 
 class Model:
@@ -62,6 +63,8 @@ class Model:
         self._workspace_lock = threading.Lock()
         self._in_fit = False
         self._compile_config = None
+        self._chain = None
+        self._chain_key = None
 
     # Weights layout ---------------------------------------------------------
 
@@ -530,7 +533,7 @@ class Model:
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             workspace = self._workspace(stop - start, False)
-            out[start:stop] = self._forward(x[start:stop], False, workspace)
+            self._infer(x[start:stop], workspace, out[start:stop])
         return out
 
     def _predict_iterable(self, data, steps):
@@ -541,7 +544,7 @@ class Model:
             xb = element[0] if isinstance(element, (tuple, list)) else element
             xb = self._prepare_inputs(xb, "predict")
             workspace = self._workspace(xb.shape[0], False)
-            parts.append(self._forward(xb, False, workspace).copy())
+            parts.append(self._infer(xb, workspace).copy())
         if not parts:
             if not self.built:
                 raise ValueError("predict: the input yielded no batches")
@@ -552,13 +555,75 @@ class Model:
         """Return the outputs for one batch ``x``, computed in one pass."""
         x = self._prepare_inputs(x, "predict_on_batch")
         workspace = self._workspace(x.shape[0], False)
-        return self._forward(x, False, workspace).copy()
+        out = np.empty((x.shape[0],) + tuple(self.output_shape), dtype=self.dtype)
+        return self._infer(x, workspace, out)
 
     def __call__(self, x, training=False):
         """Return the outputs for one batch ``x`` (inference unless ``training``)."""
         x = self._prepare_inputs(x, "call")
         workspace = self._workspace(x.shape[0], bool(training))
-        return self._forward(x, bool(training), workspace).copy()
+        if not training:
+            out = np.empty((x.shape[0],) + tuple(self.output_shape), dtype=self.dtype)
+            return self._infer(x, workspace, out)
+        return self._forward(x, True, workspace).copy()
+
+    # Lean inference path ----------------------------------------------------
+
+    def _dense_chain(self):
+        """Return a compiled DenseChain for inference, or None when not possible.
+
+        Possible when the compiled backend is selected and the model is a
+        stack of Dense layers, with Flatten first and Dropout (an identity in
+        inference) anywhere.
+        """
+        if backend.get_backend() != "compiled":
+            return None
+        key = (self._layout_key,
+               tuple(getattr(layer, "activation", None) for layer in self._layers))
+        if key == self._chain_key:
+            return self._chain
+        from nnfast.layers.core import Dense, Dropout, Flatten
+        dense = []
+        ok = len(self.input_shape) == 2
+        for i, layer in enumerate(self._layers):
+            if isinstance(layer, Dense):
+                dense.append(layer)
+            elif isinstance(layer, Flatten) and i == 0:
+                ok = True
+            elif not isinstance(layer, Dropout):
+                ok = False
+                break
+        chain = None
+        if ok and dense:
+            from nnfast._mlp import DenseChain
+            chain = DenseChain([layer.kernel for layer in dense],
+                               [layer.bias for layer in dense],
+                               [layer.activation for layer in dense])
+        self._chain = chain
+        self._chain_key = key
+        return chain
+
+    def _infer(self, x, workspace, out=None):
+        """Return the inference outputs for batch ``x`` (a workspace buffer or
+        ``out``); the compiled chain runs all dense layers without the GIL."""
+        chain = self._dense_chain()
+        if chain is None:
+            result = self._forward(x, False, workspace)
+            if out is not None:
+                out[...] = result
+                return out
+            return result
+        n = x.shape[0]
+        flat = x.reshape(n, -1) if x.ndim != 2 else x
+        buffers = workspace.chain_buffers
+        if buffers is None:
+            widths = chain.widths
+            buffers = [np.empty((n, w), dtype=self.dtype) for w in widths[1:]]
+            workspace.chain_buffers = buffers
+        if out is None:
+            out = buffers[-1]
+        chain.forward(flat, buffers[:-1], out.reshape(n, -1), _threads.resolve(None))
+        return out
 
     def _prepare_inputs(self, x, where):
         if x is None:

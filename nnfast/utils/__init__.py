@@ -34,4 +34,20 @@ def to_categorical(x, num_classes=None):
     return out
 
 
-__all__ = ["Progbar", "set_random_seed", "to_categorical"]
+def __getattr__(name):
+    # The download helpers pull in urllib, so they load on first use.
+    if name in ("get_file", "DatasetError", "DownloadError"):
+        from nnfast.utils import data_utils
+
+        return getattr(data_utils, name)
+    raise AttributeError(f"module 'nnfast.utils' has no attribute {name!r}")
+
+
+__all__ = [
+    "DatasetError",
+    "DownloadError",
+    "Progbar",
+    "get_file",
+    "set_random_seed",
+    "to_categorical",
+]
