@@ -9,6 +9,10 @@ from nnfast import config, regularizers
 
 _name_counters = {}
 
+# Bumped whenever a layer gains weights or changes its trainable flag, so a
+# model can tell in one comparison that its flat-buffer layout is current.
+structure_generation = [0]
+
 
 def _unique_name(prefix):
     counter = _name_counters.setdefault(prefix, itertools.count())
@@ -78,7 +82,7 @@ class Layer:
             )
         self.name = name or _unique_name(_snake_case(type(self).__name__))
         self.dtype = config.standardize_dtype(dtype)
-        self.trainable = bool(trainable)
+        self._trainable = bool(trainable)
         self.built = False
         self.input_shape = None
         self.output_shape = None
@@ -99,6 +103,7 @@ class Layer:
         value = np.ascontiguousarray(initializer(tuple(shape), self.dtype))
         weight = Weight(f"{self.name}/{name}", value, trainable)
         self._weights.append(weight)
+        structure_generation[0] += 1
         if regularizer is not None:
             self._regularized.append((weight, regularizer))
         return weight
@@ -111,6 +116,16 @@ class Layer:
         """Add each weight regularizer's gradient to its weight's gradient."""
         for weight, reg in self._regularized:
             reg.add_gradient(weight.value, weight.grad)
+
+    @property
+    def trainable(self):
+        """Whether training updates this layer's weights."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        structure_generation[0] += 1
 
     @property
     def weights(self):

@@ -23,6 +23,7 @@ from nnfast import losses as losses_module
 from nnfast import metrics as metrics_module
 from nnfast import optimizers as optimizers_module
 from nnfast.callbacks import CallbackList, History, ProgbarLogger
+from nnfast.layers import layer as layer_module
 from nnfast.models import data_adapter
 
 # Workspaces kept per model; the least recently used goes first.
@@ -65,6 +66,7 @@ class Model:
         self._compile_config = None
         self._chain = None
         self._chain_key = None
+        self._layout_generation = -1
 
     # Weights layout ---------------------------------------------------------
 
@@ -78,6 +80,10 @@ class Model:
 
     def _assemble(self):
         """Gather every weight into the flat buffers, if the layout changed."""
+        generation = layer_module.structure_generation[0]
+        if self._layout_key is not None and self._layout_generation == generation:
+            return
+        self._layout_generation = generation
         trainable, frozen = self._all_weights()
         key = tuple(id(w) for w in trainable) + (None,) + tuple(id(w) for w in frozen)
         if key == self._layout_key:
@@ -578,9 +584,12 @@ class Model:
         """
         if backend.get_backend() != "compiled":
             return None
-        key = (self._layout_key,
-               tuple(getattr(layer, "activation", None) for layer in self._layers))
-        if key == self._chain_key:
+        # The layout key changes whenever the weights move; an activation set
+        # on a layer after the chain was made is not noticed.
+        key = self._layout_key
+        if key is None:
+            return None
+        if key is self._chain_key:
             return self._chain
         from nnfast.layers.core import Dense, Dropout, Flatten
         dense = []
