@@ -1,10 +1,26 @@
 """The thread count that compiled kernels use."""
 
 import numbers
+import os
 
 from nnfast import _runtime
 
 _num_threads = None
+
+# GNU OpenMP's thread pool does not survive fork(): a child that opens a
+# parallel region after the parent used one waits forever for threads that
+# do not exist. A child made by fork therefore runs the kernels on one
+# thread; children started with "spawn" or "forkserver" are not affected.
+_forked_child = False
+
+
+def _after_fork_in_child():
+    global _forked_child
+    _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def set_num_threads(n):
@@ -32,7 +48,11 @@ def get_num_threads():
     """Return the number of threads the compiled kernels use.
 
     Defaults to OpenMP's own default, which honours ``OMP_NUM_THREADS``.
+    In a process made by ``fork`` it is 1 (see the note at the top of this
+    module).
     """
+    if _forked_child:
+        return 1
     if _num_threads is None:
         return _runtime.omp_max_threads()
     return _runtime.effective_threads(_num_threads)
@@ -40,6 +60,6 @@ def get_num_threads():
 
 def resolve(n_threads):
     """Return the thread count for one kernel call that was passed ``n_threads``."""
-    if n_threads is None:
+    if n_threads is None or _forked_child:
         return get_num_threads()
     return _runtime.effective_threads(n_threads)

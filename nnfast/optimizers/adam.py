@@ -29,11 +29,11 @@ class Adam(Optimizer):
             raise ValueError("Adam: `amsgrad=True` is not supported yet")
         self.amsgrad = False
 
-    def _update(self, params, grads, lr):
+    def _update(self, params, grads, lr, step):
         m = self._slot("m", params)
         v = self._slot("v", params)
         backend.kernels().adam_update(params, grads, m, v, lr, self.beta_1,
-                                      self.beta_2, self.epsilon, self.iterations)
+                                      self.beta_2, self.epsilon, step)
 
     def get_config(self):
         config = super().get_config()

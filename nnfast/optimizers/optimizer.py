@@ -105,10 +105,14 @@ class Optimizer:
                 self.global_clipnorm is not None):
             self._clip(grads, segments or [(0, grads.shape[0])])
         lr = self.learning_rate
-        self.iterations += 1
-        self._update(params, grads, lr)
+        step = self.iterations + 1
+        self._update(params, grads, lr, step)
+        # Counted after the update, so an interrupt between the two leaves the
+        # count matching the weights.
+        self.iterations = step
 
-    def _update(self, params, grads, lr):
+    def _update(self, params, grads, lr, step):
+        """Apply step number ``step`` (from 1) with learning rate ``lr``."""
         raise NotImplementedError
 
     def get_config(self):

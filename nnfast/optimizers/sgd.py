@@ -23,7 +23,7 @@ class SGD(Optimizer):
         self.momentum = check_rate("SGD", "momentum", momentum)
         self.nesterov = bool(nesterov)
 
-    def _update(self, params, grads, lr):
+    def _update(self, params, grads, lr, step):
         velocity = self._slot("velocity", params) if self.momentum else None
         backend.kernels().sgd_update(params, grads, velocity, lr,
                                      momentum=self.momentum, nesterov=self.nesterov)

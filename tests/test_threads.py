@@ -1,0 +1,315 @@
+"""Threads, processes, interrupts and memory over long runs."""
+
+import _thread
+import gc
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import nnfast
+from nnfast import _runtime, layers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_model(seed=0, width=64):
+    nnfast.utils.set_random_seed(seed)
+    model = nnfast.Sequential([
+        nnfast.Input(shape=(20,)),
+        layers.Dense(width, activation="relu"),
+        layers.Dense(4),
+    ])
+    model.compile(optimizer="adam",
+                  loss=nnfast.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 20)).astype("float32")
+    y = rng.integers(0, 4, size=512)
+    return x, y
+
+
+def run_python(code, env_extra=None, timeout=120):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+# Thread counts -------------------------------------------------------------
+
+def test_set_num_threads_caps_team():
+    before = nnfast.get_num_threads()
+    try:
+        nnfast.set_num_threads(1)
+        assert _runtime.observed_team_size(nnfast.get_num_threads()) == 1
+    finally:
+        nnfast.set_num_threads(before)
+
+
+@pytest.mark.skipif(os.cpu_count() < 2, reason="needs two cores to see a team of 2")
+def test_team_of_two_when_asked():
+    before = nnfast.get_num_threads()
+    try:
+        nnfast.set_num_threads(2)
+        if _runtime.omp_max_threads() < 2:
+            pytest.skip("OpenMP is limited to one thread in this environment")
+        assert _runtime.observed_team_size(nnfast.get_num_threads()) == 2
+    finally:
+        nnfast.set_num_threads(before)
+
+
+def test_omp_num_threads_sets_default():
+    result = run_python(
+        "import nnfast\n"
+        "from nnfast import _runtime\n"
+        "n = nnfast.get_num_threads()\n"
+        "print(n, _runtime.observed_team_size(n))\n",
+        env_extra={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "1"]
+
+
+def test_omp_num_threads_caps_set_num_threads():
+    # With OMP_NUM_THREADS=1 and set_num_threads(2), the smaller wins.
+    result = run_python(
+        "import nnfast\n"
+        "from nnfast import _runtime\n"
+        "nnfast.set_num_threads(2)\n"
+        "n = nnfast.get_num_threads()\n"
+        "print(n, _runtime.observed_team_size(n))\n",
+        env_extra={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "1"]
+
+
+def test_threadpoolctl_caps_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = nnfast.get_num_threads()
+    try:
+        nnfast.set_num_threads(2)
+        with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+            n = nnfast.get_num_threads()
+            assert n == 1
+            assert _runtime.observed_team_size(n) == 1
+    finally:
+        nnfast.set_num_threads(before)
+
+
+# Concurrent calls ------------------------------------------------------------
+
+def test_two_threads_predict_same_model(data):
+    x, y = data
+    model = make_model(width=256)
+    model.fit(x, y, epochs=1, verbose=0)
+    expected_one = model.predict(x[:1], verbose=0)
+    expected_all = model.predict(x, batch_size=64, verbose=0)
+    errors = []
+
+    def worker(seed):
+        try:
+            rng = np.random.default_rng(seed)
+            for _ in range(200):
+                if rng.random() < 0.5:
+                    got = model(x[:1])
+                    np.testing.assert_array_equal(got, expected_one)
+                else:
+                    got = model.predict(x, batch_size=64, verbose=0)
+                    np.testing.assert_array_equal(got, expected_all)
+        except Exception as error:  # reported to the main thread below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+
+
+# Processes -------------------------------------------------------------------
+
+def _predict_in_child(model, x, queue):
+    queue.put(model.predict(x, batch_size=256, verbose=0))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork is POSIX only")
+def test_forked_child_predicts(data):
+    x, y = data
+    model = make_model(width=256)
+    before = nnfast.get_num_threads()
+    nnfast.set_num_threads(max(2, before))
+    try:
+        model.fit(x, y, epochs=1, batch_size=256, verbose=0)
+        expected = model.predict(x, batch_size=256, verbose=0)
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_predict_in_child, args=(model, x, queue))
+        child.start()
+        child.join(timeout=60)
+        hung = child.is_alive()
+        if hung:
+            child.kill()
+        assert not hung, "the forked child did not finish predict within 60 s"
+        assert child.exitcode == 0
+        np.testing.assert_allclose(queue.get(timeout=10), expected, rtol=1e-6)
+    finally:
+        nnfast.set_num_threads(before)
+
+
+def test_runs_beside_torch():
+    pytest.importorskip("torch")
+    code = (
+        "import numpy as np, torch, nnfast\n"
+        "from nnfast import layers\n"
+        "x = np.random.default_rng(0).normal(size=(256, 20)).astype('float32')\n"
+        "y = np.random.default_rng(1).integers(0, 4, 256)\n"
+        "m = nnfast.Sequential([nnfast.Input(shape=(20,)), layers.Dense(64, "
+        "activation='relu'), layers.Dense(4)])\n"
+        "m.compile(optimizer='adam', loss=nnfast.losses."
+        "SparseCategoricalCrossentropy(from_logits=True))\n"
+        "torch.set_num_threads(2)\n"
+        "net = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), "
+        "torch.nn.Linear(64, 4))\n"
+        "opt = torch.optim.Adam(net.parameters())\n"
+        "for _ in range(3):\n"
+        "    m.fit(x, y, epochs=1, verbose=0)\n"
+        "    loss = torch.nn.functional.cross_entropy(net(torch.from_numpy(x)), "
+        "torch.from_numpy(y))\n"
+        "    opt.zero_grad(); loss.backward(); opt.step()\n"
+        "    np.dot(x, x.T)\n"
+        "print('ok', np.isfinite(m.predict(x, verbose=0)).all())\n"
+    )
+    result = run_python(code, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok True"
+
+
+# Interrupts ----------------------------------------------------------------
+
+class _InterruptAt(nnfast.callbacks.Callback):
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+        self.epoch = 0
+        self.snapshot = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            self.snapshot = self.model.get_weights()
+            raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_keeps_state(data):
+    x, y = data
+    model = make_model()
+    stopper = _InterruptAt(epoch=1, batch=5)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[stopper])
+    for got, expected in zip(model.get_weights(), stopper.snapshot):
+        np.testing.assert_array_equal(got, expected)
+    assert model.optimizer.iterations == 16 + 6
+    assert model.history.history["loss"] and len(model.history.history["loss"]) == 1
+    model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_real_interrupt_during_fit(data):
+    x, y = data
+    x = np.repeat(x, 40, axis=0)
+    y = np.repeat(y, 40, axis=0)
+    model = make_model(width=256)
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(x, y, epochs=50, batch_size=32, verbose=0)
+    finally:
+        timer.cancel()
+    history = model.history.history
+    assert len(set(len(values) for values in history.values())) <= 1
+    for weight in model.get_weights():
+        assert np.isfinite(weight).all()
+    assert model.optimizer.iterations > 0
+    model.fit(x[:64], y[:64], epochs=1, verbose=0)
+
+
+# Memory --------------------------------------------------------------------
+
+def _traced_growth(action, warmup, repeats):
+    for _ in range(warmup):
+        action()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for _ in range(repeats):
+            action()
+        gc.collect()
+        end = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return end - start
+
+
+def test_predict_memory_is_flat(data):
+    x, _ = data
+    model = make_model()
+    one = x[:1]
+    # Each prediction returns a fresh 16-byte array that is freed at once;
+    # 10,000 calls may leave at most a few kilobytes of interpreter caches.
+    growth = _traced_growth(lambda: model.predict(one, verbose=0), 200, 10_000)
+    assert growth < 64 * 1024
+
+
+def test_train_on_batch_memory_is_flat(data):
+    x, y = data
+    model = make_model()
+    xb, yb = x[:32], y[:32]
+    growth = _traced_growth(lambda: model.train_on_batch(xb, yb), 100, 2_000)
+    assert growth < 64 * 1024
+
+
+def test_fit_reuses_workspaces(data):
+    x, y = data
+    model = make_model()
+    model.fit(x, y, epochs=1, verbose=0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        model.fit(x, y, epochs=5, verbose=0)
+        gc.collect()
+        end = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    # Five more epochs of 16 steps allocate no new workspace: the growth is
+    # the History and logs, far below one batch of buffers per step.
+    assert end - start < 64 * 1024
+
+
+def test_rss_flat_over_predictions(data):
+    resource = pytest.importorskip("resource")
+    x, _ = data
+    model = make_model()
+    for _ in range(1000):
+        model(x[:1])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(10_000):
+        model(x[:1])
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is in kilobytes on Linux; allow 8 MB for allocator noise.
+    assert after - before < 8 * 1024
