@@ -1,7 +1,24 @@
 """Callbacks, with Keras's names and hooks."""
 
 from nnfast.callbacks.callback import Callback, CallbackList
+from nnfast.callbacks.csv_logger import CSVLogger
+from nnfast.callbacks.early_stopping import EarlyStopping
 from nnfast.callbacks.history import History
+from nnfast.callbacks.lambda_callback import LambdaCallback
+from nnfast.callbacks.learning_rate_scheduler import LearningRateScheduler
 from nnfast.callbacks.progbar_logger import ProgbarLogger
+from nnfast.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
+from nnfast.callbacks.terminate_on_nan import TerminateOnNaN
 
-__all__ = ["Callback", "CallbackList", "History", "ProgbarLogger"]
+__all__ = [
+    "CSVLogger",
+    "Callback",
+    "CallbackList",
+    "EarlyStopping",
+    "History",
+    "LambdaCallback",
+    "LearningRateScheduler",
+    "ProgbarLogger",
+    "ReduceLROnPlateau",
+    "TerminateOnNaN",
+]
