@@ -396,15 +396,15 @@ def test_softmax_special_rows(dtype):
 def test_subnormals_not_flushed(dtype):
     tiny = np.finfo(dtype).smallest_subnormal
     x = np.array([tiny, 3 * tiny], dtype=dtype)
-    one = np.ones_like(x)
+    ones = np.ones_like(x)
     np.testing.assert_array_equal(compiled.activation_forward("linear", x), x)
     np.testing.assert_array_equal(compiled.activation_forward("relu", x), x)
     # tanh(x) rounds to x for |x| this small.
     np.testing.assert_array_equal(compiled.activation_forward("tanh", x), x)
-    np.testing.assert_array_equal(compiled.activation_backward("linear", None, one, x), x)
-    np.testing.assert_array_equal(compiled.activation_backward("relu", None, x, one), one)
+    np.testing.assert_array_equal(compiled.activation_backward("linear", None, ones, x), x)
+    np.testing.assert_array_equal(compiled.activation_backward("relu", None, x, ones), ones)
     # y (1 - y) rounds to y.
-    np.testing.assert_array_equal(compiled.activation_backward("sigmoid", None, x, one), x)
+    np.testing.assert_array_equal(compiled.activation_backward("sigmoid", None, x, ones), x)
     # exp(-100) and exp(-740) are subnormal in float32 and float64.
     far = -100.0 if dtype == np.float32 else -740.0
     y = compiled.activation_forward("softmax", np.array([[0.0, far]], dtype=dtype))

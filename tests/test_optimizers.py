@@ -282,8 +282,9 @@ def test_adam_step_must_be_positive(step):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_adam_nan_and_inf_gradients(dtype):
-    # NaN and inf stay in their own element; the reference gives the same
-    # result there (inf / inf is NaN).
+    # NaN and inf stay in their own element, and the reference gives the
+    # same values there: an inf gradient makes m and v inf, and inf / inf is
+    # NaN.
     params = np.ones(4, dtype=dtype)
     m = np.zeros(4, dtype=dtype)
     v = np.zeros(4, dtype=dtype)
