@@ -13,7 +13,18 @@ from nnfast.metrics.metrics import (
     resolve_accuracy,
 )
 
+# metrics.py must be imported first: it defines Metric and then imports
+# classification.py, whose classes subclass Metric, to register them.
+from nnfast.metrics.classification import (  # isort: skip
+    AUC,
+    Precision,
+    Recall,
+    SparseTopKCategoricalAccuracy,
+    TopKCategoricalAccuracy,
+)
+
 __all__ = [
+    "AUC",
     "Accuracy",
     "BinaryAccuracy",
     "CategoricalAccuracy",
@@ -21,7 +32,11 @@ __all__ = [
     "MeanAbsoluteError",
     "MeanSquaredError",
     "Metric",
+    "Precision",
+    "Recall",
     "SparseCategoricalAccuracy",
+    "SparseTopKCategoricalAccuracy",
+    "TopKCategoricalAccuracy",
     "get",
     "resolve_accuracy",
 ]

@@ -146,6 +146,16 @@ class MeanAbsoluteError(_MeanOfValues):
         return np.mean(np.abs(y_pred - y_true.reshape(y_pred.shape)), axis=-1)
 
 
+# Imported here, after Metric is defined, because classification.py
+# subclasses it.
+from nnfast.metrics.classification import (  # noqa: E402
+    AUC,
+    Precision,
+    Recall,
+    SparseTopKCategoricalAccuracy,
+    TopKCategoricalAccuracy,
+)
+
 _BY_NAME = {
     "sparse_categorical_accuracy": SparseCategoricalAccuracy,
     "categorical_accuracy": CategoricalAccuracy,
@@ -154,6 +164,11 @@ _BY_NAME = {
     "mse": MeanSquaredError,
     "mean_absolute_error": MeanAbsoluteError,
     "mae": MeanAbsoluteError,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
+    "precision": Precision,
+    "recall": Recall,
+    "auc": AUC,
 }
 _CLASSES = {cls.__name__: cls for cls in list(_BY_NAME.values()) + [Accuracy, Mean]}
 
