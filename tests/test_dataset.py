@@ -205,7 +205,7 @@ def test_shuffle_full_buffer_is_permutation():
         order = values(rows(10).shuffle(10, seed=seed))
         assert sorted(order) == list(range(10))
         firsts.add(order[0])
-    # Any element can come first when the buffer holds the whole dataset.
+    # Any element can come first when the buffer contains the whole dataset.
     assert max(firsts) >= 5
     assert len(firsts) >= 5
 
@@ -215,7 +215,7 @@ def test_shuffle_full_buffer_is_permutation():
     lambda n: rows(n).map(lambda v: v),
 ], ids=["rows", "after_map"])
 def test_shuffle_buffer_bounds_displacement(make):
-    # With a buffer of 3, output position p holds an element from input
+    # With a buffer of 3, output position p contains an element from input
     # positions 0 .. p + 2.
     order = values(make(100).shuffle(3, seed=5))
     assert sorted(order) == list(range(100))

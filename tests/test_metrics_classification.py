@@ -321,7 +321,7 @@ def test_auc_batches_exact():
 
 
 def test_auc_from_logits():
-    # The sigmoid keeps the order of AUC_PRED's logits.
+    # These logits are in the order of AUC_PRED, which the sigmoid keeps.
     auc = AUC(from_logits=True)
     auc.update_state(AUC_TRUE, [-2.2, 0.4, -0.4, 2.2])
     assert auc.result() == pytest.approx(0.75)

@@ -295,7 +295,8 @@ class _TensorSlicesDataset(Dataset):
 
     def gather(self, indices):
         """Return the batch of rows ``indices``, one fancy index per array."""
-        return _structure.pack(self._template, [array[indices] for array in self._arrays])
+        columns = [array[indices] for array in self._arrays]
+        return _structure.pack(self._template, columns)
 
 
 class _UnaryDataset(Dataset):
@@ -402,7 +403,8 @@ class _MapDataset(_UnaryDataset):
         super().__init__(input_dataset)
         if not callable(map_func):
             raise TypeError(
-                f"Dataset.map: `map_func` must be callable, got {type(map_func).__name__}"
+                "Dataset.map: `map_func` must be callable, got "
+                f"{type(map_func).__name__}"
             )
         self._function = map_func
 
