@@ -313,14 +313,19 @@ def test_reduce_lr_verbose(linear_data, capsys):
         capsys.readouterr().out)
 
 
-def test_reduce_lr_rejects_schedule(linear_data):
+@pytest.mark.parametrize("make_callback", [
+    lambda: callbacks.ReduceLROnPlateau(monitor="loss"),
+    lambda: callbacks.LearningRateScheduler(lambda epoch, lr: lr),
+], ids=["ReduceLROnPlateau", "LearningRateScheduler"])
+def test_rate_callbacks_reject_schedule(linear_data, make_callback):
+    # Setting a float rate would silently replace the schedule.
     x, y, _, _ = linear_data
     model = nnfast.Sequential([nnfast.Input(shape=(1,)), layers.Dense(1)])
     schedule = optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)
     model.compile(optimizer=optimizers.SGD(learning_rate=schedule), loss="mse")
-    with pytest.raises(TypeError, match="schedule"):
-        model.fit(x, y, epochs=1, verbose=0,
-                  callbacks=[callbacks.ReduceLROnPlateau(monitor="loss")])
+    with pytest.raises(TypeError, match="ExponentialDecay"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[make_callback()])
+    assert model.optimizer.iterations == 0
 
 
 @pytest.mark.parametrize("kwargs, error, argument", [
