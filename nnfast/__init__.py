@@ -24,10 +24,10 @@ from nnfast.models import Model, Sequential
 def __getattr__(name):
     # The data loaders are imported on first use, which keeps `import nnfast`
     # fast.
-    if name == "datasets":
+    if name in ("datasets", "data", "saving"):
         import importlib
 
-        return importlib.import_module("nnfast.datasets")
+        return importlib.import_module(f"nnfast.{name}")
     raise AttributeError(f"module 'nnfast' has no attribute {name!r}")
 
 
