@@ -68,6 +68,8 @@ _ACTIVATION_CODES = {
 # Loops that only move memory or do a few multiplications (linear, relu, and
 # the sigmoid and tanh backward passes) ran 0.8-1.1x at 16,384 elements,
 # 0.95-1.7x at 65,536 and 1.4-1.8x at 131,072.
+# NOTE: only two threads on two cores were measured. With more threads a
+# parallel region costs more to open, so these sizes may be low for them.
 PARALLEL_MIN_SIZE_TRANSCENDENTAL = 4096
 PARALLEL_MIN_SIZE_MEMORY_BOUND = 65536
 
@@ -84,7 +86,7 @@ def _format_shape(shape):
 
 
 def check_float_array(op, name, array):
-    """Return ``array`` as an ndarray, or raise TypeError unless it is float32 or float64."""
+    """Return ``array`` unchanged, or raise TypeError unless it is a float32 or float64 ndarray."""
     if not isinstance(array, np.ndarray):
         raise TypeError(
             f"{op}: {name} must be a numpy.ndarray, got {type(array).__name__}"
@@ -101,7 +103,7 @@ def check_same_dtype(op, name_a, a, name_b, b):
     if a.dtype != b.dtype:
         raise TypeError(
             f"{op}: {name_a} and {name_b} must have the same dtype, "
-            f"got {a.dtype} and {b.dtype}; cast one with .astype()"
+            f"got {a.dtype} and {b.dtype}. Cast one of them with .astype()"
         )
 
 
@@ -323,8 +325,12 @@ cdef void _backward_span(int code, const floating* y, const floating* dy, floati
 
 
 cdef Py_ssize_t _block_size(Py_ssize_t n_items, int n_threads, bint is_rows) noexcept nogil:
-    """Return the items per thread, rounded up to 16 elements to keep blocks on
-    separate cache lines (16 float32 values fill one 64-byte line)."""
+    """Return the number of items per thread.
+
+    Element blocks are rounded up to a multiple of 16 elements, which puts
+    block boundaries on 64-byte cache-line boundaries when the buffer starts
+    on one, so that two threads do not write the same line there.
+    """
     cdef Py_ssize_t block = (n_items + n_threads - 1) // n_threads
     if not is_rows:
         block = (block + 15) // 16 * 16

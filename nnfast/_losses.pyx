@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Loss kernels: per-sample loss and its gradient in one pass over each row.
+"""Loss kernels: per-sample loss and its gradient, computed together row by row.
 
 Layout: the Python wrappers check arguments with the GIL held and take
 C-contiguous copies of strided inputs, so each row is a flat run of n_classes
@@ -324,8 +324,10 @@ def softmax_cross_entropy(logits, labels, sample_weight=None, grad_scale=1.0,
     With z_i a row of logits, t_i its target row and lse the log-sum-exp:
     loss[i] = sum_j t_ij (lse(z_i) - z_ij), and
     grad[i] = grad_scale * w_i * (softmax(z_i) * sum_j t_ij - t_i).
-    Both come from one pass over the row with its maximum subtracted, so
-    logits of any finite size give a finite loss and gradient.
+    Each row is handled once, loss and gradient together: find the maximum,
+    sum exp(z - max) while storing each term, then scale the stored terms
+    into the gradient. Subtracting the maximum keeps every exp at most 1, so
+    large finite logits (1e4, say) give a finite loss and gradient.
 
     Parameters
     ----------

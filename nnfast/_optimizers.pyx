@@ -2,11 +2,13 @@
 """Optimizer update kernels, in place over flat 1-D buffers.
 
 Each element is updated with the operations of the NumPy reference, in the
-same order and rounded to the same dtype at each step, so the two backends
-agree to the last bit. One exception follows NumPy's promotion rules: Adam's
-step size alpha is a float64 scalar in the reference, so the final quotient
+same order and rounded to the same dtype at each step, so with NumPy 2 the
+two backends agree to the last bit. Adam's final quotient
 alpha * m / (sqrt(v) + epsilon) is computed in double and rounded once, also
-for float32 buffers.
+for float32 buffers, because in the reference alpha is a NumPy float64
+scalar, which NumPy 2 promotes with a float32 array to float64. NumPy 1.x
+kept that quotient in float32, so there float32 parameters can differ from
+the reference in the last bit.
 
 Threads: the buffer is split into contiguous blocks with a static schedule.
 Below a size threshold the loop runs serially and opens no parallel region.
