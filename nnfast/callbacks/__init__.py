@@ -6,6 +6,7 @@ from nnfast.callbacks.early_stopping import EarlyStopping
 from nnfast.callbacks.history import History
 from nnfast.callbacks.lambda_callback import LambdaCallback
 from nnfast.callbacks.learning_rate_scheduler import LearningRateScheduler
+from nnfast.callbacks.model_checkpoint import ModelCheckpoint
 from nnfast.callbacks.progbar_logger import ProgbarLogger
 from nnfast.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from nnfast.callbacks.terminate_on_nan import TerminateOnNaN
@@ -18,6 +19,7 @@ __all__ = [
     "History",
     "LambdaCallback",
     "LearningRateScheduler",
+    "ModelCheckpoint",
     "ProgbarLogger",
     "ReduceLROnPlateau",
     "TerminateOnNaN",
