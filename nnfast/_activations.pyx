@@ -12,8 +12,8 @@ one contiguous block of elements, or of whole rows for softmax. A row is never
 split, so the result does not depend on the thread count. Below a size
 threshold the loop runs serially and opens no parallel region.
 
-This module also holds the argument checks that the loss, optimizer and gather
-modules share, so that every kernel words its errors the same way.
+This module also holds the argument and output checks that the loss module
+reuses, so that both word their errors the same way.
 """
 
 from cython cimport floating
@@ -75,7 +75,7 @@ PARALLEL_MIN_SIZE_MEMORY_BOUND = 65536
 
 
 # ---------------------------------------------------------------------------
-# Argument checks shared by the elementwise kernel modules.
+# Argument checks, shared with the loss kernels.
 # ---------------------------------------------------------------------------
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
