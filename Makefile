@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SOURCES := pyproject.toml setup.py $(wildcard nnfast/*.pyx csrc/*.c csrc/*.h)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test data install bench clean
+.PHONY: run test test-boundscheck data install bench clean
 
 $(VENV)/.installed: $(SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ run: install data
 
 test: install
 	$(PY) -m pytest -q tests
+
+# The whole suite once more against a build with Cython's bounds and
+# wraparound checks on, made in a scratch copy so the normal build stays.
+test-boundscheck: install
+	@scratch=$$(mktemp -d) && \
+	tar --exclude=./.venv --exclude=./build --exclude='./nnfast/*.so' \
+		--exclude='./nnfast/_*.c' -cf - . \
+		| tar -xf - -C $$scratch && \
+	cd $$scratch && \
+	NNFAST_BOUNDSCHECK=1 $(abspath $(PY)) setup.py -q build_ext --inplace -j 2 && \
+	$(abspath $(PY)) -m pytest -q -p no:cacheprovider tests; \
+	status=$$?; rm -rf $$scratch; exit $$status
 
 bench: install
 	$(PY) -m pip install -q ".[bench]"
