@@ -9,6 +9,10 @@ class Callback:
     to True in any hook ends training after the current step.
     """
 
+    # True for callbacks that write files; distributed training runs those on
+    # rank 0 only.
+    writes_files = False
+
     def __init__(self):
         self.model = None
         self.params = {}

@@ -35,6 +35,9 @@ class CSVLogger(Callback):
     after every epoch even if training later fails.
     """
 
+    # In distributed training only rank 0 runs callbacks that write files.
+    writes_files = True
+
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
         if not isinstance(separator, str) or len(separator) != 1:

@@ -39,6 +39,9 @@ class ModelCheckpoint(Callback):
             when ``save_best_only`` is True.
     """
 
+    # In distributed training only rank 0 runs callbacks that write files.
+    writes_files = True
+
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch",
                  initial_value_threshold=None):

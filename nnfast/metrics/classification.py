@@ -145,6 +145,8 @@ def _keep_top_k(y_pred, k):
 class _TopKAccuracy(Metric):
     """The weighted fraction of samples whose true class is among the k best."""
 
+    state_names = ("total", "count")
+
     _direction = "up"
 
     def __init__(self, k, name, dtype):
@@ -254,6 +256,8 @@ class SparseTopKCategoricalAccuracy(_TopKAccuracy):
 
 class _PrecisionRecall(Metric):
     """Shared state of Precision and Recall: counts per threshold."""
+
+    state_names = ("true_positives", "false_positives", "false_negatives")
 
     _direction = "up"
 
@@ -414,6 +418,9 @@ class AUC(Metric):
             each label's entries in the counts.
         from_logits: whether predictions are logits.
     """
+
+    state_names = ("true_positives", "false_positives", "true_negatives",
+                   "false_negatives")
 
     _direction = "up"
 

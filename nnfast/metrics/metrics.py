@@ -8,7 +8,14 @@ import numpy as np
 
 
 class Metric:
-    """Base class: ``update_state``, ``result`` and ``reset_state``."""
+    """Base class: ``update_state``, ``result`` and ``reset_state``.
+
+    ``state_names`` lists the attributes that hold the running state (sums
+    and counts that add up across batches), so that states kept on several
+    processes can be summed into one.
+    """
+
+    state_names = ()
 
     def __init__(self, name=None, dtype=None):
         self.name = name or type(self).__name__.lower()
@@ -34,6 +41,8 @@ class Metric:
 
 class _MeanOfValues(Metric):
     """A weighted mean of per-sample values produced by ``_values``."""
+
+    state_names = ("total", "count")
 
     def reset_state(self):
         self.total = 0.0

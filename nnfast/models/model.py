@@ -67,6 +67,7 @@ class Model:
         self._chain = None
         self._chain_key = None
         self._layout_generation = -1
+        self._distribute = None
 
     # Weights layout ---------------------------------------------------------
 
@@ -128,7 +129,8 @@ class Model:
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None,
                 loss_weights=None, weighted_metrics=None, run_eagerly=False,
-                steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
+                steps_per_execution=1, jit_compile="auto", auto_scale_loss=True,
+                distribute=None):
         """Configure the model for training.
 
         Args:
@@ -136,7 +138,10 @@ class Model:
             loss: loss name or instance.
             metrics: list of metric names or instances ("accuracy" picks the
                 accuracy that matches the loss, as in Keras).
+            distribute: optional ``nnfast.distributed.DataParallel`` strategy
+                that makes ``fit`` train over MPI processes.
         """
+        self._distribute = distribute
         if loss is None:
             raise ValueError(
                 "compile: `loss` is required, for example "
@@ -263,12 +268,25 @@ class Model:
             for layer in self._layers:
                 if layer.trainable and layer._regularized:
                     layer.add_penalty_gradients()
+        if self._distribute is not None:
+            self._distribute.reduce_gradients(
+                self._grads[:self._n_trainable],
+                _loss_weight(self.loss, xb.shape[0], wb))
         if self._n_trainable:
             n = self._n_trainable
             self.optimizer.apply(self._params[:n], self._grads[:n], self._segments)
         if fused is not None:
             outputs = self._probabilities(outputs, fused)
         return per_sample, outputs, penalty
+
+    def _empty_train_step(self):
+        """Take part in a distributed step with no samples of this process's own."""
+        n = self._n_trainable
+        self._grads[:n] = 0
+        weight = None if self.loss.reduction == "sum" else 0.0
+        self._distribute.reduce_gradients(self._grads[:n], weight)
+        if n:
+            self.optimizer.apply(self._params[:n], self._grads[:n], self._segments)
 
     def _probabilities(self, logits, activation):
         if all(getattr(m, "argmax_only", False) for m in self.compiled_metrics):
@@ -343,6 +361,22 @@ class Model:
         As in Keras, ``validation_split`` takes the last fraction of the
         samples, before any shuffling.
         """
+        arguments = dict(locals())
+        del arguments["self"]
+        strategy = self._distribute
+        try:
+            return self._fit(**arguments)
+        except BaseException as error:
+            # A failed process would leave the others waiting in a collective,
+            # so the strategy stops the whole job.
+            if strategy is not None and not isinstance(error, KeyboardInterrupt):
+                strategy.abort(error)
+            raise
+
+    def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+             validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+             steps_per_epoch, validation_steps, validation_batch_size,
+             validation_freq):
         self._check_compiled("fit")
         batch_size = data_adapter.check_batch_size(batch_size)
         epochs = data_adapter.check_nonnegative_int(epochs, "epochs")
@@ -379,16 +413,32 @@ class Model:
                     "fit: x has 0 samples; training needs at least one sample"
                 )
             source = _ArraySource(self, x, y, weights, batch_size, shuffle,
-                                  steps_per_epoch)
+                                  steps_per_epoch, self._distribute)
+        if self._distribute is not None and isinstance(source, _IterableSource):
+            raise ValueError(
+                "fit: distributed training takes arrays; give each process "
+                "in-memory x and y"
+            )
         val = None
         if validation_data is not None:
             val = self._unpack_validation(validation_data)
+            if self._distribute is not None and isinstance(val, tuple):
+                val = tuple(None if part is None else self._distribute.shard(part)
+                            for part in val)
 
         self._assemble()
         self._resolve_metrics()
+        strategy = self._distribute
+        if strategy is not None:
+            strategy.broadcast_state(self)
+            if strategy.rank != 0:
+                verbose = 0
 
         history = History()
         callback_list = list(callbacks or [])
+        if strategy is not None and strategy.rank != 0:
+            callback_list = [cb for cb in callback_list
+                             if not getattr(cb, "writes_files", False)]
         if verbose:
             callback_list.append(ProgbarLogger())
         callback_list.append(history)
@@ -397,6 +447,10 @@ class Model:
         self.stop_training = False
         self.history = history
         self._in_fit = True
+        # Per-batch hooks may stop training on one process only, so each
+        # process then learns after every step whether any process stopped.
+        share_stops = strategy is not None and any(
+            cbs.has(hook) for hook in ("on_train_batch_begin", "on_train_batch_end"))
         try:
             cbs.call("on_train_begin", {})
             for epoch in range(initial_epoch, epochs):
@@ -409,6 +463,8 @@ class Model:
                     cbs.call("on_train_batch_begin", step, {})
                     logs = source.train(batch, tracker)
                     cbs.call("on_train_batch_end", step, logs)
+                    if share_stops:
+                        self.stop_training = strategy.any(self.stop_training)
                     if self.stop_training:
                         break
                 if source.exhausted:
@@ -417,6 +473,8 @@ class Model:
                         f"{epoch + 1}; training stops. Pass a Dataset, which can "
                         "be iterated again, or set steps_per_epoch.", stacklevel=2)
                     break
+                if strategy is not None:
+                    logs = self._reduced_logs(tracker)
                 epoch_logs = dict(logs)
                 if val is not None and (epoch + 1) % validation_freq == 0:
                     val_logs = self._evaluate_source(
@@ -424,12 +482,22 @@ class Model:
                         None)
                     epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 cbs.call("on_epoch_end", epoch, epoch_logs)
+                if strategy is not None:
+                    self.stop_training = strategy.any(self.stop_training)
                 if self.stop_training:
                     break
             cbs.call("on_train_end", {})
         finally:
             self._in_fit = False
         return history
+
+    def _reduced_logs(self, tracker):
+        """Return logs whose values are summed over all processes' states."""
+        self._distribute.reduce_metrics([tracker] + list(self.compiled_metrics))
+        logs = {"loss": tracker.result()}
+        for metric in self.compiled_metrics:
+            logs[metric.name] = metric.result()
+        return logs
 
     def _update_logs(self, tracker, per_sample, wb, yb, outputs, penalty=0.0):
         # The epoch loss is the mean over samples of the reduced batch losses,
@@ -514,6 +582,8 @@ class Model:
             logs = self._update_logs(tracker, per_sample, wb, yb, outputs, penalty)
             if cbs is not None:
                 cbs.call("on_test_batch_end", step, logs)
+        if self._distribute is not None and self._in_fit:
+            logs = self._reduced_logs(tracker)
         if cbs is not None:
             cbs.call("on_test_end", logs)
         return logs
@@ -798,11 +868,16 @@ class _ArraySource:
     new order is drawn each time the data is used up.
     """
 
-    def __init__(self, model, x, y, weights, batch_size, shuffle, steps_per_epoch):
+    def __init__(self, model, x, y, weights, batch_size, shuffle, steps_per_epoch,
+                 strategy=None):
         self.model = model
         self.x = x
         self.y = y
         self.weights = weights
+        self.strategy = strategy
+        if strategy is not None:
+            # Every process walks the same global batches and takes its slice.
+            batch_size *= strategy.size
         self.batch_size = batch_size
         self.shuffle = shuffle
         n = x.shape[0]
@@ -825,10 +900,15 @@ class _ArraySource:
             stop = min(self.cursor + self.batch_size, n)
             indices = self.order[self.cursor:stop]
             self.cursor = 0 if stop >= n else stop
+            if self.strategy is not None:
+                indices = self.strategy.shard(indices)
             yield indices
 
     def train(self, indices, tracker):
         model = self.model
+        if indices.shape[0] == 0:
+            model._empty_train_step()
+            return {"loss": tracker.result()}
         workspace = model._workspace(indices.shape[0], True)
         xb = model._gather(self.x, indices, workspace)
         yb = self.y[indices]
@@ -894,3 +974,14 @@ class _IterableSource:
         per_sample, outputs, penalty = model._train_step(workspace.x, yb, wb,
                                                          workspace)
         return model._update_logs(tracker, per_sample, wb, yb, outputs, penalty)
+
+
+def _loss_weight(loss, n_samples, sample_weight):
+    """Return the weight a batch's loss was normalised by (see Loss.grad_scale).
+
+    None for a loss reduced by plain sum, whose gradients add up as they are.
+    """
+    if loss.reduction == "sum":
+        return None
+    scale = loss.grad_scale(n_samples, sample_weight)
+    return 1.0 / scale if scale else 0.0
