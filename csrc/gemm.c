@@ -44,6 +44,19 @@
  */
 #define NNF_GEMM_PARALLEL_MIN_FLOPS 200000.0
 
+/*
+ * A is read in place instead of packed when B has at most
+ * NNF_DIRECT_A_MAX_PANELS micro-panels, and B (with contiguous rows) when A
+ * has at most NNF_DIRECT_B_MAX_PANELS. Measured on a Zen 4 core with the
+ * products of benchmarks/gemm.py: reading B in place with 2 A panels
+ * (128 x 10 x 256) is 1.3x faster than packing it, but with 8 A panels
+ * (float64 32 x 128 x 784, B rows 1 KiB apart, so a B micro-panel maps to 4
+ * L1 sets and misses on every reuse) it is 15% slower. Reading A in place
+ * with up to 8 B panels was as fast or faster in every product measured.
+ */
+#define NNF_DIRECT_A_MAX_PANELS 8
+#define NNF_DIRECT_B_MAX_PANELS 2
+
 /* ---------------------------------------------------------------------------
  * Per-thread workspace
  * ------------------------------------------------------------------------- */
@@ -147,78 +160,73 @@ void *nnf_workspace(int slot, size_t bytes)
  * Kernel tables
  * ------------------------------------------------------------------------- */
 
-static const nnf_gemm_kernel kernel_ref_f32 = {
-    "generic",
-    sizeof(float),
-    NNF_MR_REF_F32,
-    NNF_NR_REF_F32,
-    NNF_MC_FOR(sizeof(float), NNF_KC_F32, NNF_MR_REF_F32),
-    NNF_KC_F32,
-    NNF_NC_FOR(sizeof(float), NNF_KC_F32, NNF_NR_REF_F32),
-    nnf_ukr_ref_f32,
-    nnf_pack_f32,
-    nnf_epilogue_tile_f32,
+/* One table entry; MC and NC follow from the cache sizes in gemm.h. */
+#define NNF_KERNEL(NAME, T, MR, NR, KC, COST, UKR, PACK, EPILOGUE)                           \
+    {                                                                                      \
+        NAME, sizeof(T), MR, NR, COST, NNF_MC_FOR(sizeof(T), KC, MR), KC,                  \
+            NNF_NC_FOR(sizeof(T), KC, NR), UKR, PACK, EPILOGUE                             \
+    }
+
+static const nnf_gemm_kernel kernels_ref_f32[] = {
+    NNF_KERNEL("generic", float, NNF_MR_REF_F32, NNF_NR_REF_F32, NNF_KC_F32, 1.0,
+               nnf_ukr_ref_f32, nnf_pack_f32, nnf_epilogue_tile_f32),
 };
 
-static const nnf_gemm_kernel kernel_ref_f64 = {
-    "generic",
-    sizeof(double),
-    NNF_MR_REF_F64,
-    NNF_NR_REF_F64,
-    NNF_MC_FOR(sizeof(double), NNF_KC_F64, NNF_MR_REF_F64),
-    NNF_KC_F64,
-    NNF_NC_FOR(sizeof(double), NNF_KC_F64, NNF_NR_REF_F64),
-    nnf_ukr_ref_f64,
-    nnf_pack_f64,
-    nnf_epilogue_tile_f64,
+static const nnf_gemm_kernel kernels_ref_f64[] = {
+    NNF_KERNEL("generic", double, NNF_MR_REF_F64, NNF_NR_REF_F64, NNF_KC_F64, 1.0,
+               nnf_ukr_ref_f64, nnf_pack_f64, nnf_epilogue_tile_f64),
 };
 
 #ifdef NNF_X86_KERNELS
-static const nnf_gemm_kernel kernel_avx2_f32 = {
-    "avx2+fma",
-    sizeof(float),
-    NNF_MR_AVX2_F32,
-    NNF_NR_AVX2_F32,
-    NNF_MC_FOR(sizeof(float), NNF_KC_F32, NNF_MR_AVX2_F32),
-    NNF_KC_F32,
-    NNF_NC_FOR(sizeof(float), NNF_KC_F32, NNF_NR_AVX2_F32),
-    nnf_ukr_avx2_f32,
-    nnf_pack_f32,
-    nnf_epilogue_tile_f32,
+/*
+ * Tile costs: time per padded element relative to MR = 6, an estimate from
+ * the B loads and loop overhead per FMA (2 loads per 2 MR FMAs).
+ * NOTE: estimates, so that a shorter tile is chosen only when it removes
+ * enough padding; they decide between tile heights, not correctness.
+ */
+static const nnf_gemm_kernel kernels_avx2_f32[] = {
+    NNF_KERNEL("avx2+fma", float, 6, NNF_NR_AVX2_F32, NNF_KC_F32, 1.0, nnf_ukr_avx2_mr6_f32,
+               nnf_pack_f32, nnf_epilogue_tile_f32),
+    NNF_KERNEL("avx2+fma", float, 5, NNF_NR_AVX2_F32, NNF_KC_F32, 1.03, nnf_ukr_avx2_mr5_f32,
+               nnf_pack_f32, nnf_epilogue_tile_f32),
+    NNF_KERNEL("avx2+fma", float, 4, NNF_NR_AVX2_F32, NNF_KC_F32, 1.08, nnf_ukr_avx2_mr4_f32,
+               nnf_pack_f32, nnf_epilogue_tile_f32),
 };
 
-static const nnf_gemm_kernel kernel_avx2_f64 = {
-    "avx2+fma",
-    sizeof(double),
-    NNF_MR_AVX2_F64,
-    NNF_NR_AVX2_F64,
-    NNF_MC_FOR(sizeof(double), NNF_KC_F64, NNF_MR_AVX2_F64),
-    NNF_KC_F64,
-    NNF_NC_FOR(sizeof(double), NNF_KC_F64, NNF_NR_AVX2_F64),
-    nnf_ukr_avx2_f64,
-    nnf_pack_f64,
-    nnf_epilogue_tile_f64,
+static const nnf_gemm_kernel kernels_avx2_f64[] = {
+    NNF_KERNEL("avx2+fma", double, 6, NNF_NR_AVX2_F64, NNF_KC_F64, 1.0, nnf_ukr_avx2_mr6_f64,
+               nnf_pack_f64, nnf_epilogue_tile_f64),
+    NNF_KERNEL("avx2+fma", double, 5, NNF_NR_AVX2_F64, NNF_KC_F64, 1.03, nnf_ukr_avx2_mr5_f64,
+               nnf_pack_f64, nnf_epilogue_tile_f64),
+    NNF_KERNEL("avx2+fma", double, 4, NNF_NR_AVX2_F64, NNF_KC_F64, 1.08, nnf_ukr_avx2_mr4_f64,
+               nnf_pack_f64, nnf_epilogue_tile_f64),
 };
 #endif
 
-const nnf_gemm_kernel *nnf_gemm_kernel_f32(void)
+#define NNF_COUNT(array) ((int)(sizeof(array) / sizeof((array)[0])))
+
+const nnf_gemm_kernel *nnf_gemm_kernels_f32(int *count)
 {
 #ifdef NNF_X86_KERNELS
     if (nnf_simd_level() >= NNF_SIMD_AVX2) {
-        return &kernel_avx2_f32;
+        *count = NNF_COUNT(kernels_avx2_f32);
+        return kernels_avx2_f32;
     }
 #endif
-    return &kernel_ref_f32;
+    *count = NNF_COUNT(kernels_ref_f32);
+    return kernels_ref_f32;
 }
 
-const nnf_gemm_kernel *nnf_gemm_kernel_f64(void)
+const nnf_gemm_kernel *nnf_gemm_kernels_f64(int *count)
 {
 #ifdef NNF_X86_KERNELS
     if (nnf_simd_level() >= NNF_SIMD_AVX2) {
-        return &kernel_avx2_f64;
+        *count = NNF_COUNT(kernels_avx2_f64);
+        return kernels_avx2_f64;
     }
 #endif
-    return &kernel_ref_f64;
+    *count = NNF_COUNT(kernels_ref_f64);
+    return kernels_ref_f64;
 }
 
 /* ---------------------------------------------------------------------------
@@ -239,7 +247,11 @@ typedef struct {
     char *b_packed;
     char *a_packed;    /* one A block per thread (split_m) or one shared block */
     size_t a_bytes;    /* bytes of one A block */
+    nnf_int mc, kc, nc; /* block sizes for this product, at most MC, KC, NC */
     int split_m;       /* 1: threads split the rows of C; 0: the columns */
+    int swapped;       /* 1: computing C^T = B^T A^T, so the epilogue swaps axes */
+    int direct_a;      /* 1: full MR panels are read from A in place, not packed */
+    int direct_b;      /* 1: full NR panels are read from B in place (cs_b == 1) */
 } gemm_plan;
 
 /* Split `count` items into `parts` near-equal contiguous ranges; return the
@@ -257,71 +269,94 @@ static nnf_int min_int(nnf_int x, nnf_int y)
     return x < y ? x : y;
 }
 
-/* Macro-kernel: the jr and ir loops over the tiles of one packed A block (mc
- * rows starting at row ic) and the columns [jr_begin, jr_end) of one packed B
- * panel (nc columns starting at column jc). */
+/* Macro-kernel: the jr and ir loops over the tiles of one A block (mc rows
+ * starting at row ic) and the columns [jr_begin, jr_end) of one B panel (nc
+ * columns starting at column jc), for k block pc. */
 static void macro_kernel(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int jc, nnf_int nc,
-                         nnf_int jr_begin, nnf_int jr_end, nnf_int kc, const char *a_packed,
-                         const void *beta, int last_k_block)
+                         nnf_int jr_begin, nnf_int jr_end, nnf_int pc, nnf_int kc,
+                         const char *a_packed, const void *beta, int last_k_block)
 {
     const nnf_gemm_kernel *kern = g->kern;
-    const size_t es = kern->elem_size;
+    const ptrdiff_t es = (ptrdiff_t)kern->elem_size;
     const int mr = kern->mr;
     const int nr = kern->nr;
 
     for (nnf_int jr = jr_begin; jr < jr_end; jr += nr) {
         nnf_int n_cur = min_int(nr, nc - jr);
-        const char *b_panel = g->b_packed + (size_t)(jr * kc) * es;
+        nnf_int j0 = jc + jr;
+        const char *b_panel = g->b_packed + jr * kc * es;
+        nnf_int rs_bp = nr;
+        if (g->direct_b && n_cur == nr) {
+            b_panel = g->b + (pc * g->rs_b + j0) * es;
+            rs_bp = g->rs_b;
+        }
         for (nnf_int ir = 0; ir < mc; ir += mr) {
             nnf_int m_cur = min_int(mr, mc - ir);
-            const char *a_panel = a_packed + (size_t)(ir * kc) * es;
             nnf_int i0 = ic + ir;
-            nnf_int j0 = jc + jr;
-            char *c_tile = g->c + (i0 * g->rs_c + j0 * g->cs_c) * (ptrdiff_t)es;
-            kern->ukr(m_cur, n_cur, kc, a_panel, b_panel, c_tile, g->rs_c, g->cs_c, g->alpha,
-                      beta);
+            const char *a_panel = a_packed + ir * kc * es;
+            nnf_int rs_ap = 1, cs_ap = mr;
+            if (g->direct_a && m_cur == mr) {
+                a_panel = g->a + (i0 * g->rs_a + pc * g->cs_a) * es;
+                rs_ap = g->rs_a;
+                cs_ap = g->cs_a;
+            }
+            char *c_tile = g->c + (i0 * g->rs_c + j0 * g->cs_c) * es;
+            kern->ukr(m_cur, n_cur, kc, a_panel, rs_ap, cs_ap, b_panel, rs_bp, c_tile, g->rs_c,
+                      g->cs_c, g->alpha, beta);
             if (last_k_block && g->epilogue != NULL) {
-                kern->epilogue(m_cur, n_cur, i0, j0, c_tile, g->rs_c, g->cs_c, g->epilogue);
+                if (g->swapped) {
+                    kern->epilogue(n_cur, m_cur, j0, i0, c_tile, g->cs_c, g->rs_c,
+                                   g->epilogue);
+                } else {
+                    kern->epilogue(m_cur, n_cur, i0, j0, c_tile, g->rs_c, g->cs_c,
+                                   g->epilogue);
+                }
             }
         }
     }
 }
 
 /* Pack rows [ic, ic + mc) of A for k block pc, or the share of their MR
- * panels that belongs to thread tid of nt. */
+ * panels that belongs to thread tid of nt. With direct_a only the last,
+ * partial panel is packed, because the micro-kernel reads full ones in place. */
 static void pack_a_share(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int pc, nnf_int kc,
                          char *a_packed, int tid, int nt)
 {
     const nnf_gemm_kernel *kern = g->kern;
-    const size_t es = kern->elem_size;
+    const ptrdiff_t es = (ptrdiff_t)kern->elem_size;
     nnf_int q0, q1;
     split_range((mc + kern->mr - 1) / kern->mr, nt, tid, &q0, &q1);
     nnf_int r0 = q0 * kern->mr;
     nnf_int r1 = min_int(q1 * kern->mr, mc);
+    if (g->direct_a && r0 < mc / kern->mr * kern->mr) {
+        r0 = mc / kern->mr * kern->mr;
+    }
     if (r1 <= r0) {
         return;
     }
-    const char *src = g->a + ((ic + r0) * g->rs_a + pc * g->cs_a) * (ptrdiff_t)es;
-    kern->pack(r1 - r0, kc, src, g->rs_a, g->cs_a, kern->mr, a_packed + (size_t)(r0 * kc) * es);
+    const char *src = g->a + ((ic + r0) * g->rs_a + pc * g->cs_a) * es;
+    kern->pack(r1 - r0, kc, src, g->rs_a, g->cs_a, kern->mr, a_packed + r0 * kc * es);
 }
 
 /* Pack this thread's share of the NR panels of B for columns [jc, jc + nc)
- * and k block pc. */
+ * and k block pc (with direct_b, only the last, partial panel). */
 static void pack_b_share(const gemm_plan *g, nnf_int jc, nnf_int nc, nnf_int pc, nnf_int kc,
                          int tid, int nt)
 {
     const nnf_gemm_kernel *kern = g->kern;
-    const size_t es = kern->elem_size;
+    const ptrdiff_t es = (ptrdiff_t)kern->elem_size;
     nnf_int q0, q1;
     split_range((nc + kern->nr - 1) / kern->nr, nt, tid, &q0, &q1);
     nnf_int j0 = q0 * kern->nr;
     nnf_int j1 = min_int(q1 * kern->nr, nc);
+    if (g->direct_b && j0 < nc / kern->nr * kern->nr) {
+        j0 = nc / kern->nr * kern->nr;
+    }
     if (j1 <= j0) {
         return;
     }
-    const char *src = g->b + (pc * g->rs_b + (jc + j0) * g->cs_b) * (ptrdiff_t)es;
-    kern->pack(j1 - j0, kc, src, g->cs_b, g->rs_b, kern->nr,
-               g->b_packed + (size_t)(j0 * kc) * es);
+    const char *src = g->b + (pc * g->rs_b + (jc + j0) * g->cs_b) * es;
+    kern->pack(j1 - j0, kc, src, g->cs_b, g->rs_b, kern->nr, g->b_packed + j0 * kc * es);
 }
 
 /* The loop nest run by thread tid of a team of nt (nt may be 1). */
@@ -342,13 +377,13 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
         a_packed += (size_t)tid * g->a_bytes;
     }
 
-    for (nnf_int jc = 0; jc < n; jc += kern->nc) {
-        nnf_int nc = min_int(kern->nc, n - jc);
+    for (nnf_int jc = 0; jc < n; jc += g->nc) {
+        nnf_int nc = min_int(g->nc, n - jc);
         nnf_int pc = 0;
         /* One pass with kc == 0 when k is 0, so that C still becomes beta * C
          * and the epilogue still runs. */
         do {
-            nnf_int kc = min_int(kern->kc, k - pc);
+            nnf_int kc = min_int(g->kc, k - pc);
             const void *beta = pc == 0 ? g->beta : g->one;
             int last_k_block = pc + kc >= k;
 
@@ -358,10 +393,11 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
 
             if (g->split_m) {
                 /* Each thread packs and multiplies its own rows. */
-                for (nnf_int ic = m_begin; ic < m_end; ic += kern->mc) {
-                    nnf_int mc = min_int(kern->mc, m_end - ic);
+                for (nnf_int ic = m_begin; ic < m_end; ic += g->mc) {
+                    nnf_int mc = min_int(g->mc, m_end - ic);
                     pack_a_share(g, ic, mc, pc, kc, a_packed, 0, 1);
-                    macro_kernel(g, ic, mc, jc, nc, 0, nc, kc, a_packed, beta, last_k_block);
+                    macro_kernel(g, ic, mc, jc, nc, 0, nc, pc, kc, a_packed, beta,
+                                 last_k_block);
                 }
             } else {
                 /* The team packs each A block together and splits its columns. */
@@ -369,11 +405,11 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
                 split_range((nc + nr - 1) / nr, nt, tid, &q0, &q1);
                 nnf_int jr_begin = q0 * nr;
                 nnf_int jr_end = min_int(q1 * nr, nc);
-                for (nnf_int ic = 0; ic < m; ic += kern->mc) {
-                    nnf_int mc = min_int(kern->mc, m - ic);
+                for (nnf_int ic = 0; ic < m; ic += g->mc) {
+                    nnf_int mc = min_int(g->mc, m - ic);
                     pack_a_share(g, ic, mc, pc, kc, a_packed, tid, nt);
 #pragma omp barrier
-                    macro_kernel(g, ic, mc, jc, nc, jr_begin, jr_end, kc, a_packed, beta,
+                    macro_kernel(g, ic, mc, jc, nc, jr_begin, jr_end, pc, kc, a_packed, beta,
                                  last_k_block);
 #pragma omp barrier
                 }
@@ -386,17 +422,102 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
     }
 }
 
-static int gemm_run(gemm_plan *g, int n_threads)
+/* Return the block size that cuts `total` into as few blocks of at most
+ * `max_block` as possible, of near-equal sizes rounded up to a multiple of
+ * `multiple` (max_block must be a multiple of it). Equal blocks avoid a last
+ * block so thin that its C update costs more than its flops. */
+static nnf_int balanced_block(nnf_int total, nnf_int max_block, nnf_int multiple)
 {
+    if (total <= 0) {
+        return multiple;
+    }
+    nnf_int blocks = (total + max_block - 1) / max_block;
+    nnf_int size = (total + blocks - 1) / blocks;
+    size = (size + multiple - 1) / multiple * multiple;
+    return size < max_block ? size : max_block;
+}
+
+/* Return the MR x NR tiles' padded area: the work the micro-kernel does. */
+static double padded_area(const nnf_gemm_kernel *kern, nnf_int m, nnf_int n)
+{
+    double rows = (double)((m + kern->mr - 1) / kern->mr * kern->mr);
+    double cols = (double)((n + kern->nr - 1) / kern->nr * kern->nr);
+    return rows * cols;
+}
+
+/* Swap the roles of A and B so that the product computes C^T = B^T A^T. */
+static void transpose_problem(gemm_plan *g)
+{
+    nnf_int t;
+    t = g->m;
+    g->m = g->n;
+    g->n = t;
+    const char *a = g->a;
+    nnf_int rs_a = g->rs_a, cs_a = g->cs_a;
+    g->a = g->b;
+    g->rs_a = g->cs_b;
+    g->cs_a = g->rs_b;
+    g->b = a;
+    g->rs_b = cs_a;
+    g->cs_b = rs_a;
+    t = g->rs_c;
+    g->rs_c = g->cs_c;
+    g->cs_c = t;
+    g->swapped = !g->swapped;
+}
+
+/*
+ * Choose the tile height and orientation with the least estimated work.
+ * A narrow C (n well below NR, such as a 10-class output layer) wastes most
+ * of each tile's columns, so computing C^T = B^T A^T puts the long side under
+ * NR. Swapped tiles are stored with a column stride other than 1, which costs
+ * a scalar store per element, hence the 1.25 penalty (an estimate).
+ */
+static void choose_kernel(gemm_plan *g, const nnf_gemm_kernel *kernels, int count)
+{
+    double best = -1.0;
+    int best_index = 0, best_swap = 0;
+    for (int swap = 0; swap < 2; swap++) {
+        nnf_int rows = swap ? g->n : g->m;
+        nnf_int cols = swap ? g->m : g->n;
+        for (int index = 0; index < count; index++) {
+            double cost = padded_area(&kernels[index], rows, cols) * kernels[index].tile_cost;
+            cost *= swap ? 1.25 : 1.0;
+            if (best < 0.0 || cost < best) {
+                best = cost;
+                best_index = index;
+                best_swap = swap;
+            }
+        }
+    }
+    g->kern = &kernels[best_index];
+    if (best_swap) {
+        transpose_problem(g);
+    }
+}
+
+static int gemm_run(gemm_plan *g, const nnf_gemm_kernel *kernels, int count, int n_threads)
+{
+    if (g->m <= 0 || g->n <= 0) {
+        return NNF_OK;
+    }
+    choose_kernel(g, kernels, count);
     const nnf_gemm_kernel *kern = g->kern;
     const size_t es = kern->elem_size;
     const nnf_int m = g->m, n = g->n, k = g->k;
-    if (m <= 0 || n <= 0) {
-        return NNF_OK;
-    }
 
     nnf_int panels_m = (m + kern->mr - 1) / kern->mr;
     nnf_int panels_n = (min_int(n, kern->nc) + kern->nr - 1) / kern->nr;
+
+    /*
+     * Packing an operand pays off when its micro-panels are reused many
+     * times. A small product reuses each B panel once per A panel (and each
+     * A panel once per B panel), so with few panels on the other side the
+     * micro-kernel reads the operand in place: A with any strides, B when its
+     * rows are contiguous. Edge panels are still packed, zero-padded.
+     */
+    g->direct_a = panels_n <= NNF_DIRECT_A_MAX_PANELS;
+    g->direct_b = g->cs_b == 1 && panels_m <= NNF_DIRECT_B_MAX_PANELS;
     g->split_m = panels_m >= panels_n;
     int nt = n_threads > 0 ? n_threads : 1;
     if (2.0 * (double)m * (double)n * (double)k < NNF_GEMM_PARALLEL_MIN_FLOPS) {
@@ -407,12 +528,18 @@ static int gemm_run(gemm_plan *g, int n_threads)
         nt = (int)max_parts;
     }
 
+    /* Block sizes: even splits of k, n and each thread's rows. MC and NC stay
+     * multiples of MR and NR, so the tile grid and the k blocks, and with
+     * them every rounding, depend on m, n and k only, not on the thread count. */
+    g->kc = balanced_block(k, kern->kc, 4);
+    g->nc = balanced_block(n, kern->nc, kern->nr);
+    nnf_int rows = g->split_m ? (panels_m + nt - 1) / nt * kern->mr : m;
+    g->mc = balanced_block(rows, kern->mc, kern->mr);
+
     /* Workspace: one B panel, then one A block per thread (or one shared). */
-    nnf_int kc_max = min_int(kern->kc, k);
-    nnf_int nc_max = (min_int(n, kern->nc) + kern->nr - 1) / kern->nr * kern->nr;
-    nnf_int mc_max = (min_int(m, kern->mc) + kern->mr - 1) / kern->mr * kern->mr;
-    size_t b_bytes = round_up_64((size_t)(kc_max * nc_max) * es);
-    g->a_bytes = round_up_64((size_t)(kc_max * mc_max) * es);
+    nnf_int kc_max = min_int(g->kc, k);
+    size_t b_bytes = round_up_64((size_t)(kc_max * g->nc) * es);
+    g->a_bytes = round_up_64((size_t)(kc_max * g->mc) * es);
     int a_blocks = g->split_m ? nt : 1;
     char *ws = (char *)nnf_workspace(NNF_WORKSPACE_GEMM, b_bytes + (size_t)a_blocks * g->a_bytes);
     if (ws == NULL) {
@@ -438,7 +565,8 @@ int nnf_gemm_f32(nnf_int m, nnf_int n, nnf_int k, float alpha, const float *a, n
 {
     const float one = 1.0f;
     gemm_plan g = {0};
-    g.kern = nnf_gemm_kernel_f32();
+    int count;
+    const nnf_gemm_kernel *kernels = nnf_gemm_kernels_f32(&count);
     g.m = m;
     g.n = n;
     g.k = k;
@@ -455,7 +583,7 @@ int nnf_gemm_f32(nnf_int m, nnf_int n, nnf_int k, float alpha, const float *a, n
     g.rs_c = rs_c;
     g.cs_c = cs_c;
     g.epilogue = epilogue;
-    return gemm_run(&g, n_threads);
+    return gemm_run(&g, kernels, count, n_threads);
 }
 
 int nnf_gemm_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const double *a, nnf_int rs_a,
@@ -465,7 +593,8 @@ int nnf_gemm_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const double *a,
 {
     const double one = 1.0;
     gemm_plan g = {0};
-    g.kern = nnf_gemm_kernel_f64();
+    int count;
+    const nnf_gemm_kernel *kernels = nnf_gemm_kernels_f64(&count);
     g.m = m;
     g.n = n;
     g.k = k;
@@ -482,5 +611,5 @@ int nnf_gemm_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const double *a,
     g.rs_c = rs_c;
     g.cs_c = cs_c;
     g.epilogue = epilogue;
-    return gemm_run(&g, n_threads);
+    return gemm_run(&g, kernels, count, n_threads);
 }

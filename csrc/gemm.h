@@ -36,17 +36,10 @@ extern "C" {
 #define NNF_KC_F32 256
 #define NNF_KC_F64 256
 
-/* AVX2+FMA: 6 x 16 (float32) and 6 x 8 (float64) tiles, 12 ymm accumulators. */
-#define NNF_MR_AVX2_F32 6
+/* AVX2+FMA: MR x 16 (float32) and MR x 8 (float64) tiles, MR from 4 to 6. */
+#define NNF_MR_AVX2_MAX 6
 #define NNF_NR_AVX2_F32 16
-#define NNF_MR_AVX2_F64 6
 #define NNF_NR_AVX2_F64 8
-
-/* AVX-512F: 14 x 32 (float32) and 14 x 16 (float64) tiles, 28 zmm accumulators. */
-#define NNF_MR_AVX512_F32 14
-#define NNF_NR_AVX512_F32 32
-#define NNF_MR_AVX512_F64 14
-#define NNF_NR_AVX512_F64 16
 
 /* Portable C: small tiles whose accumulators fit in 16 SSE registers. */
 #define NNF_MR_REF_F32 4
@@ -87,14 +80,17 @@ typedef struct {
 } nnf_epilogue_f64;
 
 /*
- * Micro-kernel: C[0:m_cur, 0:n_cur] = alpha * Ap * Bp + beta * C, where Ap is
- * an MR x kc micro-panel (MR values per k step) and Bp a kc x NR micro-panel
- * (NR values per k step, 64-byte aligned). When *beta is zero, C is written
- * without being read. alpha and beta point to values of the kernel's dtype.
+ * Micro-kernel: C[0:m_cur, 0:n_cur] = alpha * A * B + beta * C over kc steps,
+ * where A element (i, p) is a[i * rs_a + p * cs_a] for all MR rows and B
+ * element (p, j) is b[p * rs_b + j] for all NR columns. A packed micro-panel
+ * has rs_a = 1 and cs_a = MR, a packed B micro-panel rs_b = NR; the driver
+ * passes unpacked operands only for full tiles, and pads edge panels with
+ * zeros. When *beta is zero, C is written without being read. alpha and
+ * beta point to values of the kernel's dtype.
  */
-typedef void (*nnf_ukr_fn)(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap,
-                           const void *bp, void *c, nnf_int rs_c, nnf_int cs_c,
-                           const void *alpha, const void *beta);
+typedef void (*nnf_ukr_fn)(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a,
+                           nnf_int rs_a, nnf_int cs_a, const void *b, nnf_int rs_b, void *c,
+                           nnf_int rs_c, nnf_int cs_c, const void *alpha, const void *beta);
 
 /*
  * Packing: copy an mn x kc block of X (element (i, p) at x[i * inc_mn +
@@ -113,27 +109,26 @@ typedef struct {
     const char *name;
     size_t elem_size;
     int mr, nr;
+    double tile_cost; /* relative time per padded element of C x k */
     nnf_int mc, kc, nc;
     nnf_ukr_fn ukr;
     nnf_pack_fn pack;
     nnf_epilogue_fn epilogue;
 } nnf_gemm_kernel;
 
-/* Micro-kernels (ukernel_ref.c, ukernel_avx2.c, ukernel_avx512.c). */
-void nnf_ukr_ref_f32(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap, const void *bp,
-                     void *c, nnf_int rs_c, nnf_int cs_c, const void *alpha, const void *beta);
-void nnf_ukr_ref_f64(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap, const void *bp,
-                     void *c, nnf_int rs_c, nnf_int cs_c, const void *alpha, const void *beta);
-void nnf_ukr_avx2_f32(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap, const void *bp,
-                      void *c, nnf_int rs_c, nnf_int cs_c, const void *alpha, const void *beta);
-void nnf_ukr_avx2_f64(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap, const void *bp,
-                      void *c, nnf_int rs_c, nnf_int cs_c, const void *alpha, const void *beta);
-void nnf_ukr_avx512_f32(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap,
-                        const void *bp, void *c, nnf_int rs_c, nnf_int cs_c,
-                        const void *alpha, const void *beta);
-void nnf_ukr_avx512_f64(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap,
-                        const void *bp, void *c, nnf_int rs_c, nnf_int cs_c,
-                        const void *alpha, const void *beta);
+/* Micro-kernels (ukernel_ref.c, ukernel_avx2.c), all of type nnf_ukr_fn. */
+#define NNF_DECLARE_UKR(NAME)                                                                \
+    void NAME(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a, nnf_int rs_a,         \
+              nnf_int cs_a, const void *b, nnf_int rs_b, void *c, nnf_int rs_c,              \
+              nnf_int cs_c, const void *alpha, const void *beta)
+NNF_DECLARE_UKR(nnf_ukr_ref_f32);
+NNF_DECLARE_UKR(nnf_ukr_ref_f64);
+NNF_DECLARE_UKR(nnf_ukr_avx2_mr6_f32);
+NNF_DECLARE_UKR(nnf_ukr_avx2_mr5_f32);
+NNF_DECLARE_UKR(nnf_ukr_avx2_mr4_f32);
+NNF_DECLARE_UKR(nnf_ukr_avx2_mr6_f64);
+NNF_DECLARE_UKR(nnf_ukr_avx2_mr5_f64);
+NNF_DECLARE_UKR(nnf_ukr_avx2_mr4_f64);
 
 /* Packing (pack.c). */
 void nnf_pack_f32(nnf_int mn, nnf_int kc, const void *x, nnf_int inc_mn, nnf_int inc_k,
@@ -147,9 +142,10 @@ void nnf_epilogue_tile_f32(nnf_int m_cur, nnf_int n_cur, nnf_int i0, nnf_int j0,
 void nnf_epilogue_tile_f64(nnf_int m_cur, nnf_int n_cur, nnf_int i0, nnf_int j0, void *c,
                            nnf_int rs_c, nnf_int cs_c, const void *epilogue);
 
-/* Return the kernel table for the current SIMD level (gemm.c). */
-const nnf_gemm_kernel *nnf_gemm_kernel_f32(void);
-const nnf_gemm_kernel *nnf_gemm_kernel_f64(void);
+/* Return the kernel tables for the current SIMD level (gemm.c): *count
+ * variants that differ in MR, the first of them the one for large products. */
+const nnf_gemm_kernel *nnf_gemm_kernels_f32(int *count);
+const nnf_gemm_kernel *nnf_gemm_kernels_f64(int *count);
 
 /*
  * Return a 64-byte aligned scratch buffer of at least `bytes` bytes owned by

@@ -11,12 +11,13 @@
 #include "gemm.h"
 
 #define NNF_DEFINE_UKR_REF(T, SUF, MR, NR)                                                   \
-    void nnf_ukr_ref_##SUF(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *ap_,      \
-                           const void *bp_, void *c_, nnf_int rs_c, nnf_int cs_c,          \
-                           const void *alpha_, const void *beta_)                          \
+    void nnf_ukr_ref_##SUF(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a_,       \
+                           nnf_int rs_a, nnf_int cs_a, const void *b_, nnf_int rs_b,       \
+                           void *c_, nnf_int rs_c, nnf_int cs_c, const void *alpha_,       \
+                           const void *beta_)                                              \
     {                                                                                      \
-        const T *restrict ap = (const T *)ap_;                                             \
-        const T *restrict bp = (const T *)bp_;                                             \
+        const T *restrict a = (const T *)a_;                                               \
+        const T *restrict b = (const T *)b_;                                               \
         T *c = (T *)c_;                                                                    \
         const T alpha = *(const T *)alpha_;                                                \
         const T beta = *(const T *)beta_;                                                  \
@@ -25,7 +26,7 @@
         for (nnf_int p = 0; p < kc; p++) {                                                 \
             for (int i = 0; i < MR; i++) {                                                 \
                 for (int j = 0; j < NR; j++) {                                             \
-                    ab[i * NR + j] += ap[p * MR + i] * bp[p * NR + j];                     \
+                    ab[i * NR + j] += a[i * rs_a + p * cs_a] * b[p * rs_b + j];            \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \

@@ -120,6 +120,9 @@ def layouts(x):
     """Yield (name, array) views of x's values in several memory layouts."""
     yield "c-order", np.ascontiguousarray(x)
     yield "f-order", np.asfortranarray(x)
+    padded = np.zeros((x.shape[0], x.shape[1] + 5), dtype=x.dtype)
+    padded[:, : x.shape[1]] = x
+    yield "padded-rows", padded[:, : x.shape[1]]
     wide = np.zeros((x.shape[0] * 2, x.shape[1] * 3), dtype=x.dtype)
     wide[::2, ::3] = x
     yield "strided", wide[::2, ::3]
@@ -130,12 +133,16 @@ def layouts(x):
     yield "read-only", readonly
 
 
+# (10, 45, 33) is short enough for the operands to be read in place rather
+# than packed; (23, 37, 41) packs B; (61, 300, 20) packs A and B.
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("trans_a", [False, True], ids=["N", "T"])
 @pytest.mark.parametrize("trans_b", [False, True], ids=["N", "T"])
-def test_gemm_input_layouts(trans_a, trans_b, dtype):
-    m, n, k = 23, 37, 41
-    rng = rng_for("layouts", trans_a, trans_b, dtype.__name__)
+@pytest.mark.parametrize("shape", [(10, 45, 33), (23, 37, 41), (61, 300, 20)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_gemm_input_layouts(shape, trans_a, trans_b, dtype):
+    m, n, k = shape
+    rng = rng_for("layouts", shape, trans_a, trans_b, dtype.__name__)
     a, b, c0 = make_operands(m, n, k, trans_a, trans_b, dtype, rng)
     expected = _reference.gemm(a, b, c0.copy(), trans_a, trans_b, 1.5, -1.0)
     for name_a, view_a in layouts(a):

@@ -1,0 +1,166 @@
+"""Compare nnfast's GEMM with NumPy's matmul (OpenBLAS) in one process.
+
+Usage::
+
+    python benchmarks/gemm.py [--dtype float32 float64] [--threads 1 2]
+                              [--sizes 64 128 ...] [--repeats 7]
+
+Both libraries run the same products on the same arrays, with the output
+preallocated, the same dtype and the same thread count (NumPy's BLAS threads
+are pinned with threadpoolctl). For each product the two sides alternate,
+batch by batch, so that a change in machine load hits both. Each batch repeats
+the product until it takes about --batch-seconds, and the reported rate is
+the median over --repeats batches.
+
+Products: square sizes, and the six products of one training step of the
+Fashion-MNIST MLP 784 -> 128 -> 10 at batch sizes 32 and 256: X W, dY W^T
+and X^T dY for both layers.
+
+Some machines set OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE, which make OpenBLAS
+use an older, slower kernel. The script re-executes itself without them
+before NumPy is imported, so NumPy runs its best kernel for this CPU.
+"""
+
+import argparse
+import os
+import sys
+
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+if any(name in os.environ for name in OPENBLAS_OVERRIDES):
+    env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_OVERRIDES}
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+try:
+    from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
+except ImportError:
+    sys.exit("benchmarks/gemm.py needs threadpoolctl: pip install threadpoolctl")
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import nnfast  # noqa: E402
+from nnfast import _runtime  # noqa: E402
+from nnfast._gemm import gemm  # noqa: E402
+
+MLP_LAYERS = ((784, 128), (128, 10))
+
+
+def training_step_products(batch):
+    """Return (label, m, n, k, trans_a, trans_b) for one MLP training step."""
+    products = []
+    for index, (n_in, n_out) in enumerate(MLP_LAYERS, start=1):
+        products.append((f"b{batch} L{index} X W", batch, n_out, n_in, False, False))
+        products.append((f"b{batch} L{index} dY W^T", batch, n_in, n_out, False, True))
+        products.append((f"b{batch} L{index} X^T dY", n_in, n_out, batch, True, False))
+    return products
+
+
+def make_operands(m, n, k, trans_a, trans_b, dtype, rng):
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    return a, b, np.empty((m, n), dtype=dtype)
+
+
+def time_batch(call, batch_seconds):
+    """Return the seconds per call, from a batch of about batch_seconds."""
+    call()
+    start = time.perf_counter()
+    call()
+    once = max(time.perf_counter() - start, 1e-7)
+    count = max(1, int(batch_seconds / once))
+    start = time.perf_counter()
+    for _ in range(count):
+        call()
+    return (time.perf_counter() - start) / count
+
+
+def bench_product(m, n, k, trans_a, trans_b, dtype, n_threads, args, rng):
+    a, b, c = make_operands(m, n, k, trans_a, trans_b, dtype, rng)
+    op_a = a.T if trans_a else a
+    op_b = b.T if trans_b else b
+
+    def run_nnfast():
+        gemm(a, b, c, trans_a, trans_b, n_threads=n_threads)
+
+    def run_numpy():
+        np.matmul(op_a, op_b, out=c)
+
+    nnfast_times, numpy_times = [], []
+    with threadpool_limits(limits=n_threads, user_api="blas"):
+        for _ in range(args.repeats):
+            nnfast_times.append(time_batch(run_nnfast, args.batch_seconds))
+            time.sleep(args.pause)
+            numpy_times.append(time_batch(run_numpy, args.batch_seconds))
+            time.sleep(args.pause)
+    flops = 2.0 * m * n * k
+    return flops / statistics.median(nnfast_times) / 1e9, flops / statistics.median(
+        numpy_times
+    ) / 1e9
+
+
+def describe_setup():
+    blas = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    lines = [
+        f"nnfast {nnfast.__version__}, kernel {_runtime.simd_name()}, "
+        f"openmp {'on' if nnfast.openmp_enabled() else 'off'}",
+        f"numpy {np.__version__}",
+    ]
+    for info in blas:
+        lines.append(
+            f"numpy BLAS: {info.get('internal_api')} {info.get('version')}, "
+            f"kernel architecture {info.get('architecture')}, "
+            f"threading {info.get('threading_layer')}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dtype", nargs="+", default=["float32", "float64"],
+                        choices=["float32", "float64"], help="dtypes to run")
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2],
+                        help="thread counts to run, for both libraries")
+    parser.add_argument("--sizes", nargs="+", type=int,
+                        default=[64, 128, 256, 512, 1024, 2048],
+                        help="square sizes n of the n x n x n products")
+    parser.add_argument("--batches", nargs="+", type=int, default=[32, 256],
+                        help="MLP batch sizes for the training-step products")
+    parser.add_argument("--repeats", type=int, default=7,
+                        help="alternating batches per product and library")
+    parser.add_argument("--batch-seconds", type=float, default=0.05,
+                        help="target duration of one batch, in seconds")
+    parser.add_argument("--pause", type=float, default=0.02,
+                        help="sleep between batches in seconds, so that the "
+                             "other library's idle threads stop spinning")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    print(describe_setup())
+    print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    rng = np.random.default_rng(0)
+    header = (f"{'dtype':8} {'thr':>3} {'product':22} {'m':>5} {'n':>5} {'k':>5} "
+              f"{'nnfast GF/s':>11} {'numpy GF/s':>11} {'ratio':>6}")
+    print(header)
+    print("-" * len(header))
+    for dtype_name in args.dtype:
+        dtype = np.dtype(dtype_name).type
+        for n_threads in args.threads:
+            products = [(f"square {s}", s, s, s, False, False) for s in args.sizes]
+            for batch in args.batches:
+                products += training_step_products(batch)
+            for label, m, n, k, trans_a, trans_b in products:
+                ours, theirs = bench_product(m, n, k, trans_a, trans_b, dtype,
+                                             n_threads, args, rng)
+                print(f"{dtype_name:8} {n_threads:>3} {label:22} {m:>5} {n:>5} {k:>5} "
+                      f"{ours:>11.1f} {theirs:>11.1f} {ours / theirs:>6.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
