@@ -1,6 +1,7 @@
 """Compiled kernels, with the names and signatures of :mod:`nnfast._reference`."""
 
 from nnfast._activations import activation_backward, activation_forward
+from nnfast._conv import conv2d_backward, conv2d_forward
 from nnfast._dense import dense_backward, dense_forward
 from nnfast._gather import gather_rows
 from nnfast._gemm import gemm
@@ -11,6 +12,8 @@ __all__ = [
     "activation_backward",
     "activation_forward",
     "adam_update",
+    "conv2d_backward",
+    "conv2d_forward",
     "dense_backward",
     "dense_forward",
     "gather_rows",

@@ -234,3 +234,103 @@ def gather_rows(x, indices, out, n_threads=None):
     """out[i] = x[indices[i]] for a 2-D ``x``, converted to ``out``'s dtype."""
     out[...] = x[indices]
     return out
+
+
+# ---------------------------------------------------------------------------
+# Convolution, pooling and normalization (channels last).
+#
+# Images are (batch, height, width, channels) and conv kernels (kernel_h,
+# kernel_w, in_channels, filters). Geometry is explicit: strides, dilation
+# and pool sizes are (row, column) pairs, and padding is ((top, bottom),
+# (left, right)) in input pixels.
+# ---------------------------------------------------------------------------
+
+
+def _conv_patches(x, kernel_h, kernel_w, strides, padding, dilation):
+    """Return the lowered input, (batch, out_h, out_w, kernel_h, kernel_w, channels).
+
+    Entry [b, i, j, p, q] is the zero-padded input pixel
+    (i * stride_h + p * dilation_h, j * stride_w + q * dilation_w).
+    """
+    (top, bottom), (left, right) = padding
+    stride_h, stride_w = strides
+    dilation_h, dilation_w = dilation
+    padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    out_h = (padded.shape[1] - (kernel_h - 1) * dilation_h - 1) // stride_h + 1
+    out_w = (padded.shape[2] - (kernel_w - 1) * dilation_w - 1) // stride_w + 1
+    patches = np.empty((x.shape[0], out_h, out_w, kernel_h, kernel_w, x.shape[3]),
+                       dtype=x.dtype)
+    for p in range(kernel_h):
+        rows = slice(p * dilation_h, p * dilation_h + (out_h - 1) * stride_h + 1, stride_h)
+        for q in range(kernel_w):
+            cols = slice(q * dilation_w, q * dilation_w + (out_w - 1) * stride_w + 1,
+                         stride_w)
+            patches[:, :, :, p, q, :] = padded[:, rows, cols, :]
+    return patches
+
+
+def conv2d_forward(x, kernel, bias, activation, strides, padding, dilation, out=None,
+                   n_threads=None):
+    """y = activation(conv2d(x, kernel) + bias), a cross-correlation as in Keras.
+
+    ``bias`` may be None. ``activation`` is "linear", "relu", "sigmoid" or
+    "tanh", as in the compiled kernel; apply any other to the output.
+    """
+    if activation not in ("linear", "relu", "sigmoid", "tanh"):
+        raise ValueError(f"conv2d_forward: activation {activation!r} is not fused into "
+                         f"the convolution; use 'linear' and apply {activation!r} to "
+                         "the output")
+    patches = _conv_patches(x, kernel.shape[0], kernel.shape[1], strides, padding,
+                            dilation)
+    batch, out_h, out_w = patches.shape[:3]
+    filters = kernel.shape[3]
+    z = patches.reshape(batch * out_h * out_w, -1) @ kernel.reshape(-1, filters)
+    if bias is not None:
+        z = z + bias
+    y = activation_forward(activation, z).reshape(batch, out_h, out_w, filters)
+    return _store(y, out)
+
+
+def conv2d_backward(x, kernel, y, dy, activation, strides, padding, dilation,
+                    kernel_grad_out, bias_grad_out, dx_out=None, beta=0.0, n_threads=None):
+    """Backward pass of :func:`conv2d_forward`.
+
+    With dz = dy * activation'(z): kernel_grad_out = the kernel gradient +
+    beta * kernel_grad_out, bias_grad_out = dz summed over all pixels +
+    beta * bias_grad_out (skipped when None), dx_out = the input gradient
+    (computed only when given). Returns ``dx_out``.
+    """
+    kernel_h, kernel_w, _, filters = kernel.shape
+    y2 = None if y is None else y.reshape(-1, filters)
+    dz = activation_backward(activation, None, y2, dy.reshape(-1, filters))
+    patches = _conv_patches(x, kernel_h, kernel_w, strides, padding, dilation)
+    kernel_grad = (patches.reshape(dz.shape[0], -1).T @ dz).reshape(kernel.shape)
+    if beta != 0.0:
+        kernel_grad = kernel_grad + beta * kernel_grad_out
+    kernel_grad_out[...] = kernel_grad
+    if bias_grad_out is not None:
+        bias_grad = dz.sum(axis=0)
+        if beta != 0.0:
+            bias_grad = bias_grad + beta * bias_grad_out
+        bias_grad_out[...] = bias_grad
+    if dx_out is not None:
+        # Send each lowered entry's gradient back to the padded pixel it came
+        # from, then drop the padding.
+        (top, bottom), (left, right) = padding
+        stride_h, stride_w = strides
+        dilation_h, dilation_w = dilation
+        dpatches = (dz @ kernel.reshape(-1, filters).T).reshape(patches.shape)
+        _, out_h, out_w = patches.shape[:3]
+        batch, height, width, channels = x.shape
+        dpadded = np.zeros((batch, height + top + bottom, width + left + right, channels),
+                           dtype=x.dtype)
+        for p in range(kernel_h):
+            rows = slice(p * dilation_h, p * dilation_h + (out_h - 1) * stride_h + 1,
+                         stride_h)
+            for q in range(kernel_w):
+                cols = slice(q * dilation_w, q * dilation_w + (out_w - 1) * stride_w + 1,
+                             stride_w)
+                dpadded[:, rows, cols, :] += dpatches[:, :, :, p, q, :]
+        dx_out[...] = dpadded[:, top:top + height, left:left + width, :]
+    return dx_out
+
