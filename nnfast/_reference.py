@@ -334,3 +334,196 @@ def conv2d_backward(x, kernel, y, dy, activation, strides, padding, dilation,
         dx_out[...] = dpadded[:, top:top + height, left:left + width, :]
     return dx_out
 
+
+def _pool_geometry(x_shape, pool_size, strides, padding):
+    """Return (out_h, out_w) and, per window offset, the input rows and columns.
+
+    rows[p] holds the input row of offset p for each output row, and
+    row_valid[p] whether it lies inside the input; likewise for columns.
+    """
+    _, height, width, _ = x_shape
+    (pool_h, pool_w), (stride_h, stride_w) = pool_size, strides
+    (top, bottom), (left, right) = padding
+    out_h = (height + top + bottom - pool_h) // stride_h + 1
+    out_w = (width + left + right - pool_w) // stride_w + 1
+    rows = [np.arange(out_h) * stride_h - top + p for p in range(pool_h)]
+    cols = [np.arange(out_w) * stride_w - left + q for q in range(pool_w)]
+    row_valid = [(r >= 0) & (r < height) for r in rows]
+    col_valid = [(c >= 0) & (c < width) for c in cols]
+    return (out_h, out_w), rows, cols, row_valid, col_valid
+
+
+def max_pool2d_forward(x, pool_size, strides, padding, out=None, argmax_out=None,
+                       n_threads=None):
+    """y = the maximum of x over the input pixels of each window.
+
+    ``argmax_out`` (int32, y's shape) receives the index of each maximum
+    within its image, (row * width + column) * channels + channel: the first
+    maximum in row-major window order, or -1 for a window with no pixel.
+    """
+    batch, height, width, channels = x.shape
+    (out_h, out_w), rows, cols, row_valid, col_valid = _pool_geometry(
+        x.shape, pool_size, strides, padding)
+    y = np.full((batch, out_h, out_w, channels), -np.inf, dtype=x.dtype)
+    argmax = np.full(y.shape, -1, dtype=np.int32)
+    seen = np.zeros(y.shape, dtype=bool)
+    for r, r_ok in zip(rows, row_valid):
+        for c, c_ok in zip(cols, col_valid):
+            valid = (r_ok[:, None] & c_ok[None, :])[None, :, :, None]
+            rc = np.clip(r, 0, height - 1)
+            cc = np.clip(c, 0, width - 1)
+            values = x[:, rc][:, :, cc]
+            index = ((rc[:, None] * width + cc[None, :]) * channels)[:, :, None]
+            index = index + np.arange(channels)
+            # The first pixel of a window is taken; later ones only when larger.
+            take = valid & (~seen | (values > y))
+            y = np.where(take, values, y)
+            argmax = np.where(take, index[None], argmax)
+            seen |= valid
+    if argmax_out is not None:
+        argmax_out[...] = argmax
+    return _store(y, out)
+
+
+def max_pool2d_backward(dy, argmax, pool_size, strides, padding, dx_out, n_threads=None):
+    """dx_out = 0, then each dy element added at the input element ``argmax`` names."""
+    batch = dx_out.shape[0]
+    image_size = int(np.prod(dx_out.shape[1:]))
+    flat = np.zeros(batch * image_size, dtype=dx_out.dtype)
+    images = np.arange(batch).reshape(batch, 1, 1, 1) * image_size
+    valid = argmax >= 0
+    np.add.at(flat, (images + argmax)[valid], dy[valid])
+    dx_out[...] = flat.reshape(dx_out.shape)
+    return dx_out
+
+
+def avg_pool2d_forward(x, pool_size, strides, padding, out=None, n_threads=None):
+    """y = the mean of x over the input pixels of each window (0 for none)."""
+    batch, height, width, channels = x.shape
+    (out_h, out_w), rows, cols, row_valid, col_valid = _pool_geometry(
+        x.shape, pool_size, strides, padding)
+    total = np.zeros((batch, out_h, out_w, channels), dtype=x.dtype)
+    for r, r_ok in zip(rows, row_valid):
+        for c, c_ok in zip(cols, col_valid):
+            valid = (r_ok[:, None] & c_ok[None, :])[None, :, :, None]
+            values = x[:, np.clip(r, 0, height - 1)][:, :, np.clip(c, 0, width - 1)]
+            total += np.where(valid, values, 0).astype(x.dtype, copy=False)
+    count = sum(row_valid).astype(x.dtype)[:, None] * sum(col_valid).astype(x.dtype)
+    y = np.where(count[None, :, :, None] > 0, total / np.maximum(count, 1)[None, :, :, None],
+                 0)
+    return _store(y.astype(x.dtype, copy=False), out)
+
+
+def avg_pool2d_backward(dy, pool_size, strides, padding, dx_out, n_threads=None):
+    """dx_out = the gradient of sum(dy * avg_pool2d(x)) with respect to x."""
+    batch, height, width, channels = dx_out.shape
+    (out_h, out_w), rows, cols, row_valid, col_valid = _pool_geometry(
+        dx_out.shape, pool_size, strides, padding)
+    count = sum(row_valid).astype(dy.dtype)[:, None] * sum(col_valid).astype(dy.dtype)
+    share = dy / np.maximum(count, 1)[None, :, :, None]
+    dx = np.zeros(dx_out.shape, dtype=dx_out.dtype)
+    for r, r_ok in zip(rows, row_valid):
+        for c, c_ok in zip(cols, col_valid):
+            # Windows whose pixel at this offset lies inside the input.
+            # At a fixed offset, distinct windows read distinct pixels, so the
+            # fancy-indexed += adds every share.
+            i = np.nonzero(r_ok)[0]
+            j = np.nonzero(c_ok)[0]
+            dx[:, r[i][:, None], c[j][None, :]] += share[:, i][:, :, j]
+    dx_out[...] = dx
+    return dx_out
+
+
+def _normalize(x, mean, var, gamma, beta, epsilon):
+    """Return gamma * (x - mean) / sqrt(var + epsilon) + beta, in float64."""
+    y = (x - mean) / np.sqrt(var + epsilon)
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    return y
+
+
+def _normalize_backward(x, mean, var, gamma, epsilon, dy, axis):
+    """Return (dx, gamma_grad, beta_grad) in float64 for statistics over ``axis``."""
+    inv_std = 1.0 / np.sqrt(var + epsilon)
+    x_hat = (x - mean) * inv_std
+    gamma_grad = (dy * x_hat).sum(axis=0)
+    beta_grad = dy.sum(axis=0)
+    g = dy if gamma is None else dy * gamma
+    dx = inv_std * (g - g.mean(axis=axis, keepdims=True)
+                    - x_hat * (g * x_hat).mean(axis=axis, keepdims=True))
+    return dx, gamma_grad, beta_grad
+
+
+def _as64(array):
+    return None if array is None else np.asarray(array, dtype=np.float64)
+
+
+def batch_norm_forward(x, gamma, beta, epsilon, out=None, mean_out=None, var_out=None,
+                       n_threads=None):
+    """Normalize each column of x (rows, channels) with its mean and biased variance.
+
+    Returns (y, mean, var), each written to its ``*_out`` when given.
+    """
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=0)
+    var = ((x64 - mean) ** 2).mean(axis=0)
+    y = _normalize(x64, mean, var, _as64(gamma), _as64(beta), epsilon)
+    return (_store(y.astype(x.dtype), out), _store(mean.astype(x.dtype), mean_out),
+            _store(var.astype(x.dtype), var_out))
+
+
+def batch_norm_inference(x, mean, var, gamma, beta, epsilon, out=None, n_threads=None):
+    """y = gamma * (x - mean) / sqrt(var + epsilon) + beta with given statistics."""
+    y = _normalize(x.astype(np.float64), _as64(mean), _as64(var), _as64(gamma),
+                   _as64(beta), epsilon)
+    return _store(y.astype(x.dtype), out)
+
+
+def batch_norm_backward(x, mean, var, gamma, epsilon, dy, dx_out=None, gamma_grad_out=None,
+                        beta_grad_out=None, n_threads=None):
+    """Backward pass of :func:`batch_norm_forward`, given its statistics.
+
+    Writes each of dx_out, gamma_grad_out and beta_grad_out that is given,
+    and returns ``dx_out``.
+    """
+    dx, gamma_grad, beta_grad = _normalize_backward(
+        x.astype(np.float64), _as64(mean), _as64(var), _as64(gamma), epsilon,
+        dy.astype(np.float64), axis=0)
+    for result, target in ((dx, dx_out), (gamma_grad, gamma_grad_out),
+                           (beta_grad, beta_grad_out)):
+        if target is not None:
+            target[...] = result
+    return dx_out
+
+
+def layer_norm_forward(x, gamma, beta, epsilon, out=None, mean_out=None, var_out=None,
+                       n_threads=None):
+    """Normalize each row of x (rows, channels) with its mean and biased variance.
+
+    Returns (y, mean, var), the statistics of shape (rows,).
+    """
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=1, keepdims=True)
+    var = ((x64 - mean) ** 2).mean(axis=1, keepdims=True)
+    y = _normalize(x64, mean, var, _as64(gamma), _as64(beta), epsilon)
+    return (_store(y.astype(x.dtype), out), _store(mean[:, 0].astype(x.dtype), mean_out),
+            _store(var[:, 0].astype(x.dtype), var_out))
+
+
+def layer_norm_backward(x, mean, var, gamma, epsilon, dy, dx_out=None, gamma_grad_out=None,
+                        beta_grad_out=None, n_threads=None):
+    """Backward pass of :func:`layer_norm_forward`, given its row statistics.
+
+    Writes each of dx_out, gamma_grad_out and beta_grad_out that is given,
+    and returns ``dx_out``.
+    """
+    dx, gamma_grad, beta_grad = _normalize_backward(
+        x.astype(np.float64), _as64(mean)[:, None], _as64(var)[:, None], _as64(gamma),
+        epsilon, dy.astype(np.float64), axis=1)
+    for result, target in ((dx, dx_out), (gamma_grad, gamma_grad_out),
+                           (beta_grad, beta_grad_out)):
+        if target is not None:
+            target[...] = result
+    return dx_out
