@@ -4,8 +4,11 @@
 Layout: the Python wrappers check arguments with the GIL held and take a
 C-contiguous copy of any strided or Fortran-ordered input, so the loops run
 over flat buffers. Elementwise activations loop over all elements. Softmax
-loops over the rows of the array seen as (size // n_cols, n_cols), where
-n_cols is the length of the last axis.
+and log_softmax loop over the rows of the array seen as
+(size // n_cols, n_cols), where n_cols is the length of the last axis.
+
+Backward passes read one saved array besides dy: the output y for the
+activations in OUTPUT_DERIVATIVE, the input x for the others.
 
 Threads: one parallel region with a static schedule, where each thread takes
 one contiguous block of elements, or of whole rows for softmax. A row is never
@@ -18,10 +21,11 @@ reuses, so that both word their errors the same way.
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp
+from libc.math cimport exp, log
 
 import numpy as np
 
+from nnfast._reference import ALL_ACTIVATIONS, OUTPUT_DERIVATIVE, PARAMETER_DEFAULTS
 from nnfast._threads import resolve
 
 cdef extern from "nnfast.h":
@@ -44,12 +48,67 @@ cdef extern from "activations.h" nogil:
     double nnf_sigmoid_bwd_f64(double y, double dy)
     float nnf_tanh_bwd_f32(float y, float dy)
     double nnf_tanh_bwd_f64(double y, double dy)
+    float nnf_leaky_relu_fwd_f32(float x, float slope)
+    double nnf_leaky_relu_fwd_f64(double x, double slope)
+    float nnf_leaky_relu_bwd_f32(float x, float dy, float slope)
+    double nnf_leaky_relu_bwd_f64(double x, double dy, double slope)
+    float nnf_elu_fwd_f32(float x, float alpha)
+    double nnf_elu_fwd_f64(double x, double alpha)
+    float nnf_elu_bwd_f32(float x, float dy, float alpha)
+    double nnf_elu_bwd_f64(double x, double dy, double alpha)
+    float nnf_selu_fwd_f32(float x)
+    double nnf_selu_fwd_f64(double x)
+    float nnf_selu_bwd_f32(float x, float dy)
+    double nnf_selu_bwd_f64(double x, double dy)
+    float nnf_gelu_fwd_f32(float x)
+    double nnf_gelu_fwd_f64(double x)
+    float nnf_gelu_bwd_f32(float x, float dy)
+    double nnf_gelu_bwd_f64(double x, double dy)
+    float nnf_gelu_tanh_fwd_f32(float x)
+    double nnf_gelu_tanh_fwd_f64(double x)
+    float nnf_gelu_tanh_bwd_f32(float x, float dy)
+    double nnf_gelu_tanh_bwd_f64(double x, double dy)
+    float nnf_silu_fwd_f32(float x)
+    double nnf_silu_fwd_f64(double x)
+    float nnf_silu_bwd_f32(float x, float dy)
+    double nnf_silu_bwd_f64(double x, double dy)
+    float nnf_softplus_fwd_f32(float x)
+    double nnf_softplus_fwd_f64(double x)
+    float nnf_softplus_bwd_f32(float x, float dy)
+    double nnf_softplus_bwd_f64(double x, double dy)
+    float nnf_softsign_fwd_f32(float x)
+    double nnf_softsign_fwd_f64(double x)
+    float nnf_softsign_bwd_f32(float x, float dy)
+    double nnf_softsign_bwd_f64(double x, double dy)
+    float nnf_hard_sigmoid_fwd_f32(float x)
+    double nnf_hard_sigmoid_fwd_f64(double x)
+    float nnf_hard_sigmoid_bwd_f32(float x, float dy)
+    double nnf_hard_sigmoid_bwd_f64(double x, double dy)
+    float nnf_exponential_fwd_f32(float x)
+    double nnf_exponential_fwd_f64(double x)
+    float nnf_exponential_bwd_f32(float y, float dy)
+    double nnf_exponential_bwd_f64(double y, double dy)
 
 cdef extern from "<math.h>" nogil:
     float expf(float x)
 
+# Codes of the activations that only these kernels compute, after the
+# NNF_ACT_* codes that nnfast.h gives the ones the dense kernels fuse.
+cdef enum:
+    ACT_LEAKY_RELU = 5
+    ACT_ELU
+    ACT_SELU
+    ACT_GELU
+    ACT_GELU_APPROXIMATE
+    ACT_SILU
+    ACT_SOFTPLUS
+    ACT_SOFTSIGN
+    ACT_HARD_SIGMOID
+    ACT_EXPONENTIAL
+    ACT_LOG_SOFTMAX
 
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
+
+ACTIVATIONS = ALL_ACTIVATIONS
 
 _ACTIVATION_CODES = {
     "linear": NNF_ACT_LINEAR,
@@ -57,6 +116,17 @@ _ACTIVATION_CODES = {
     "sigmoid": NNF_ACT_SIGMOID,
     "tanh": NNF_ACT_TANH,
     "softmax": NNF_ACT_SOFTMAX,
+    "leaky_relu": ACT_LEAKY_RELU,
+    "elu": ACT_ELU,
+    "selu": ACT_SELU,
+    "gelu": ACT_GELU,
+    "gelu_approximate": ACT_GELU_APPROXIMATE,
+    "silu": ACT_SILU,
+    "softplus": ACT_SOFTPLUS,
+    "softsign": ACT_SOFTSIGN,
+    "hard_sigmoid": ACT_HARD_SIGMOID,
+    "exponential": ACT_EXPONENTIAL,
+    "log_softmax": ACT_LOG_SOFTMAX,
 }
 
 # Minimum number of elements for which a second thread pays off. Measured on a
@@ -70,8 +140,23 @@ _ACTIVATION_CODES = {
 # 0.95-1.7x at 65,536 and 1.4-1.8x at 131,072.
 # NOTE: only two threads on two cores were measured. With more threads a
 # parallel region costs more to open, so these sizes may be low for them.
+# NOTE: the activations added after softmax were not timed. They take the
+# threshold of the loops they resemble: those that call exp, expm1, erfc,
+# tanh or log1p per element get the transcendental one, the others (leaky
+# relu, hard sigmoid, softsign, and the exponential backward pass) the
+# memory-bound one.
 PARALLEL_MIN_SIZE_TRANSCENDENTAL = 4096
 PARALLEL_MIN_SIZE_MEMORY_BOUND = 65536
+
+_TRANSCENDENTAL_FORWARD = frozenset((
+    NNF_ACT_SIGMOID, NNF_ACT_TANH, NNF_ACT_SOFTMAX, ACT_ELU, ACT_SELU, ACT_GELU,
+    ACT_GELU_APPROXIMATE, ACT_SILU, ACT_SOFTPLUS, ACT_EXPONENTIAL, ACT_LOG_SOFTMAX,
+))
+_TRANSCENDENTAL_BACKWARD = frozenset((
+    NNF_ACT_SOFTMAX, ACT_ELU, ACT_SELU, ACT_GELU, ACT_GELU_APPROXIMATE, ACT_SILU,
+    ACT_SOFTPLUS, ACT_LOG_SOFTMAX,
+))
+_ROW_WISE = frozenset((NNF_ACT_SOFTMAX, ACT_LOG_SOFTMAX))
 
 
 # ---------------------------------------------------------------------------
@@ -238,8 +323,104 @@ cdef inline floating _tanh_bwd(floating y, floating dy) noexcept nogil:
         return nnf_tanh_bwd_f64(y, dy)
 
 
+cdef inline floating _extra_fwd(int code, floating x, floating param) noexcept nogil:
+    """Return activation ``code``(x) for the elementwise activations after softmax."""
+    if floating is float:
+        if code == ACT_LEAKY_RELU:
+            return nnf_leaky_relu_fwd_f32(x, param)
+        elif code == ACT_ELU:
+            return nnf_elu_fwd_f32(x, param)
+        elif code == ACT_SELU:
+            return nnf_selu_fwd_f32(x)
+        elif code == ACT_GELU:
+            return nnf_gelu_fwd_f32(x)
+        elif code == ACT_GELU_APPROXIMATE:
+            return nnf_gelu_tanh_fwd_f32(x)
+        elif code == ACT_SILU:
+            return nnf_silu_fwd_f32(x)
+        elif code == ACT_SOFTPLUS:
+            return nnf_softplus_fwd_f32(x)
+        elif code == ACT_SOFTSIGN:
+            return nnf_softsign_fwd_f32(x)
+        elif code == ACT_HARD_SIGMOID:
+            return nnf_hard_sigmoid_fwd_f32(x)
+        else:
+            return nnf_exponential_fwd_f32(x)
+    else:
+        if code == ACT_LEAKY_RELU:
+            return nnf_leaky_relu_fwd_f64(x, param)
+        elif code == ACT_ELU:
+            return nnf_elu_fwd_f64(x, param)
+        elif code == ACT_SELU:
+            return nnf_selu_fwd_f64(x)
+        elif code == ACT_GELU:
+            return nnf_gelu_fwd_f64(x)
+        elif code == ACT_GELU_APPROXIMATE:
+            return nnf_gelu_tanh_fwd_f64(x)
+        elif code == ACT_SILU:
+            return nnf_silu_fwd_f64(x)
+        elif code == ACT_SOFTPLUS:
+            return nnf_softplus_fwd_f64(x)
+        elif code == ACT_SOFTSIGN:
+            return nnf_softsign_fwd_f64(x)
+        elif code == ACT_HARD_SIGMOID:
+            return nnf_hard_sigmoid_fwd_f64(x)
+        else:
+            return nnf_exponential_fwd_f64(x)
+
+
+cdef inline floating _extra_bwd(int code, floating saved, floating dy,
+                                floating param) noexcept nogil:
+    """Return dy * activation'(x) for the elementwise activations after softmax.
+
+    ``saved`` is the output y for exponential and the input x for the others.
+    """
+    if floating is float:
+        if code == ACT_LEAKY_RELU:
+            return nnf_leaky_relu_bwd_f32(saved, dy, param)
+        elif code == ACT_ELU:
+            return nnf_elu_bwd_f32(saved, dy, param)
+        elif code == ACT_SELU:
+            return nnf_selu_bwd_f32(saved, dy)
+        elif code == ACT_GELU:
+            return nnf_gelu_bwd_f32(saved, dy)
+        elif code == ACT_GELU_APPROXIMATE:
+            return nnf_gelu_tanh_bwd_f32(saved, dy)
+        elif code == ACT_SILU:
+            return nnf_silu_bwd_f32(saved, dy)
+        elif code == ACT_SOFTPLUS:
+            return nnf_softplus_bwd_f32(saved, dy)
+        elif code == ACT_SOFTSIGN:
+            return nnf_softsign_bwd_f32(saved, dy)
+        elif code == ACT_HARD_SIGMOID:
+            return nnf_hard_sigmoid_bwd_f32(saved, dy)
+        else:
+            return nnf_exponential_bwd_f32(saved, dy)
+    else:
+        if code == ACT_LEAKY_RELU:
+            return nnf_leaky_relu_bwd_f64(saved, dy, param)
+        elif code == ACT_ELU:
+            return nnf_elu_bwd_f64(saved, dy, param)
+        elif code == ACT_SELU:
+            return nnf_selu_bwd_f64(saved, dy)
+        elif code == ACT_GELU:
+            return nnf_gelu_bwd_f64(saved, dy)
+        elif code == ACT_GELU_APPROXIMATE:
+            return nnf_gelu_tanh_bwd_f64(saved, dy)
+        elif code == ACT_SILU:
+            return nnf_silu_bwd_f64(saved, dy)
+        elif code == ACT_SOFTPLUS:
+            return nnf_softplus_bwd_f64(saved, dy)
+        elif code == ACT_SOFTSIGN:
+            return nnf_softsign_bwd_f64(saved, dy)
+        elif code == ACT_HARD_SIGMOID:
+            return nnf_hard_sigmoid_bwd_f64(saved, dy)
+        else:
+            return nnf_exponential_bwd_f64(saved, dy)
+
+
 # ---------------------------------------------------------------------------
-# Softmax over one row.
+# Softmax and log_softmax over one row.
 # ---------------------------------------------------------------------------
 
 cdef void _softmax_fwd_row(const floating* x, floating* y, Py_ssize_t n_cols) noexcept nogil:
@@ -278,13 +459,50 @@ cdef void _softmax_bwd_row(const floating* y, const floating* dy, floating* dx,
         dx[j] = y[j] * (dy[j] - dot)
 
 
+cdef void _log_softmax_fwd_row(const floating* x, floating* y,
+                               Py_ssize_t n_cols) noexcept nogil:
+    """y = x - max(x) - log(sum(exp(x - max(x)))) over one row.
+
+    The sum and the final subtraction are done in double, also for float32,
+    and rounded once. ``y`` may be ``x``, because x is read in full before y
+    is written.
+    """
+    cdef Py_ssize_t j
+    cdef floating row_max = x[0]
+    cdef double total = 0.0
+    cdef double lse
+
+    for j in range(1, n_cols):
+        if x[j] > row_max:
+            row_max = x[j]
+    for j in range(n_cols):
+        total += _exp(x[j] - row_max)
+    lse = log(total)
+    for j in range(n_cols):
+        y[j] = <floating>(<double>(x[j] - row_max) - lse)
+
+
+cdef void _log_softmax_bwd_row(const floating* y, const floating* dy, floating* dx,
+                               Py_ssize_t n_cols) noexcept nogil:
+    """dx = dy - exp(y) * sum(dy) over one row, the sum accumulated in double."""
+    cdef Py_ssize_t j
+    cdef double total = 0.0
+    cdef floating dy_sum
+
+    for j in range(n_cols):
+        total += dy[j]
+    dy_sum = <floating>total
+    for j in range(n_cols):
+        dx[j] = dy[j] - _exp(y[j]) * dy_sum
+
+
 # ---------------------------------------------------------------------------
-# Loops over a span of elements (or rows, for softmax).
+# Loops over a span of elements (or rows, for softmax and log_softmax).
 # ---------------------------------------------------------------------------
 
 cdef void _forward_span(int code, const floating* x, floating* y, Py_ssize_t start,
-                        Py_ssize_t stop, Py_ssize_t n_cols) noexcept nogil:
-    """Apply activation ``code`` to elements [start, stop), or rows for softmax."""
+                        Py_ssize_t stop, Py_ssize_t n_cols, floating param) noexcept nogil:
+    """Apply activation ``code`` to elements [start, stop), or rows for the row-wise ones."""
     cdef Py_ssize_t i
     if code == NNF_ACT_LINEAR:
         for i in range(start, stop):
@@ -298,30 +516,52 @@ cdef void _forward_span(int code, const floating* x, floating* y, Py_ssize_t sta
     elif code == NNF_ACT_TANH:
         for i in range(start, stop):
             y[i] = _tanh_fwd(x[i])
-    else:
+    elif code == NNF_ACT_SOFTMAX:
         for i in range(start, stop):
             _softmax_fwd_row(x + i * n_cols, y + i * n_cols, n_cols)
+    elif code == ACT_LOG_SOFTMAX:
+        for i in range(start, stop):
+            _log_softmax_fwd_row(x + i * n_cols, y + i * n_cols, n_cols)
+    else:
+        for i in range(start, stop):
+            y[i] = _extra_fwd(code, x[i], param)
 
 
-cdef void _backward_span(int code, const floating* y, const floating* dy, floating* dx,
-                         Py_ssize_t start, Py_ssize_t stop, Py_ssize_t n_cols) noexcept nogil:
-    """Write dy * activation'(x) for elements [start, stop), or rows for softmax."""
+cdef void _backward_span(int code, const floating* saved, const floating* dy, floating* dx,
+                         Py_ssize_t start, Py_ssize_t stop, Py_ssize_t n_cols,
+                         floating param) noexcept nogil:
+    """Write dy * activation'(x) for elements [start, stop), or rows for the row-wise ones.
+
+    ``saved`` is the output y for the activations in OUTPUT_DERIVATIVE and
+    the input x for the others.
+    """
     cdef Py_ssize_t i
     if code == NNF_ACT_LINEAR:
         for i in range(start, stop):
             dx[i] = dy[i]
     elif code == NNF_ACT_RELU:
         for i in range(start, stop):
-            dx[i] = _relu_bwd(y[i], dy[i])
+            dx[i] = _relu_bwd(saved[i], dy[i])
     elif code == NNF_ACT_SIGMOID:
         for i in range(start, stop):
-            dx[i] = _sigmoid_bwd(y[i], dy[i])
+            dx[i] = _sigmoid_bwd(saved[i], dy[i])
     elif code == NNF_ACT_TANH:
         for i in range(start, stop):
-            dx[i] = _tanh_bwd(y[i], dy[i])
+            dx[i] = _tanh_bwd(saved[i], dy[i])
+    elif code == NNF_ACT_SOFTMAX:
+        for i in range(start, stop):
+            _softmax_bwd_row(saved + i * n_cols, dy + i * n_cols, dx + i * n_cols, n_cols)
+    elif code == ACT_LOG_SOFTMAX:
+        for i in range(start, stop):
+            _log_softmax_bwd_row(saved + i * n_cols, dy + i * n_cols, dx + i * n_cols,
+                                 n_cols)
     else:
         for i in range(start, stop):
-            _softmax_bwd_row(y + i * n_cols, dy + i * n_cols, dx + i * n_cols, n_cols)
+            dx[i] = _extra_bwd(code, saved[i], dy[i], param)
+
+
+cdef bint _is_row_wise(int code) noexcept nogil:
+    return code == NNF_ACT_SOFTMAX or code == ACT_LOG_SOFTMAX
 
 
 cdef Py_ssize_t _block_size(Py_ssize_t n_items, int n_threads, bint is_rows) noexcept nogil:
@@ -338,31 +578,32 @@ cdef Py_ssize_t _block_size(Py_ssize_t n_items, int n_threads, bint is_rows) noe
 
 
 cdef void _forward(int code, const floating* x, floating* y, Py_ssize_t n_items,
-                   Py_ssize_t n_cols, int n_threads) noexcept nogil:
+                   Py_ssize_t n_cols, floating param, int n_threads) noexcept nogil:
     cdef Py_ssize_t block, t, start, stop
     if n_threads <= 1:
-        _forward_span(code, x, y, 0, n_items, n_cols)
+        _forward_span(code, x, y, 0, n_items, n_cols, param)
         return
-    block = _block_size(n_items, n_threads, code == NNF_ACT_SOFTMAX)
+    block = _block_size(n_items, n_threads, _is_row_wise(code))
     for t in prange(n_threads, schedule='static', num_threads=n_threads):
         start = t * block
         stop = min(start + block, n_items)
         if start < stop:
-            _forward_span(code, x, y, start, stop, n_cols)
+            _forward_span(code, x, y, start, stop, n_cols, param)
 
 
-cdef void _backward(int code, const floating* y, const floating* dy, floating* dx,
-                    Py_ssize_t n_items, Py_ssize_t n_cols, int n_threads) noexcept nogil:
+cdef void _backward(int code, const floating* saved, const floating* dy, floating* dx,
+                    Py_ssize_t n_items, Py_ssize_t n_cols, floating param,
+                    int n_threads) noexcept nogil:
     cdef Py_ssize_t block, t, start, stop
     if n_threads <= 1:
-        _backward_span(code, y, dy, dx, 0, n_items, n_cols)
+        _backward_span(code, saved, dy, dx, 0, n_items, n_cols, param)
         return
-    block = _block_size(n_items, n_threads, code == NNF_ACT_SOFTMAX)
+    block = _block_size(n_items, n_threads, _is_row_wise(code))
     for t in prange(n_threads, schedule='static', num_threads=n_threads):
         start = t * block
         stop = min(start + block, n_items)
         if start < stop:
-            _backward_span(code, y, dy, dx, start, stop, n_cols)
+            _backward_span(code, saved, dy, dx, start, stop, n_cols, param)
 
 
 # ---------------------------------------------------------------------------
@@ -370,55 +611,72 @@ cdef void _backward(int code, const floating* y, const floating* dy, floating* d
 # ---------------------------------------------------------------------------
 
 cdef void _forward_flat(int code, const floating[::1] x, floating[::1] y, Py_ssize_t n_cols,
-                        int n_threads) noexcept nogil:
+                        floating param, int n_threads) noexcept nogil:
     cdef Py_ssize_t n_items = x.shape[0]
-    if code == NNF_ACT_SOFTMAX:
+    if _is_row_wise(code):
         n_items = n_items // n_cols
-    _forward(code, &x[0], &y[0], n_items, n_cols, n_threads)
+    _forward(code, &x[0], &y[0], n_items, n_cols, param, n_threads)
 
 
-cdef void _backward_flat(int code, const floating[::1] y, const floating[::1] dy,
-                         floating[::1] dx, Py_ssize_t n_cols, int n_threads) noexcept nogil:
-    cdef Py_ssize_t n_items = y.shape[0]
-    if code == NNF_ACT_SOFTMAX:
+cdef void _backward_flat(int code, const floating[::1] saved, const floating[::1] dy,
+                         floating[::1] dx, Py_ssize_t n_cols, floating param,
+                         int n_threads) noexcept nogil:
+    cdef Py_ssize_t n_items = dy.shape[0]
+    if _is_row_wise(code):
         n_items = n_items // n_cols
-    _backward(code, &y[0], &dy[0], &dx[0], n_items, n_cols, n_threads)
+    _backward(code, &saved[0], &dy[0], &dx[0], n_items, n_cols, param, n_threads)
 
 
 def _threads_for(int code, bint backward, Py_ssize_t size, n_threads):
     """Return the thread count for one call on ``size`` elements."""
     cdef bint transcendental
     if backward:
-        transcendental = code == NNF_ACT_SOFTMAX
+        transcendental = code in _TRANSCENDENTAL_BACKWARD
     else:
-        transcendental = code in (NNF_ACT_SIGMOID, NNF_ACT_TANH, NNF_ACT_SOFTMAX)
+        transcendental = code in _TRANSCENDENTAL_FORWARD
     threshold = PARALLEL_MIN_SIZE_TRANSCENDENTAL if transcendental else PARALLEL_MIN_SIZE_MEMORY_BOUND
     if size < threshold:
         return 1
     return resolve(n_threads)
 
 
-def _check_softmax_shape(op, array, int code):
-    if code == NNF_ACT_SOFTMAX and array.ndim == 0:
+def _check_row_wise_shape(op, array, name, int code):
+    if _is_row_wise(code) and array.ndim == 0:
         raise ValueError(
-            f"{op}: softmax needs an array with at least one axis, got a 0-d array"
+            f"{op}: {name} needs an array with at least one axis, got a 0-d array"
         )
 
 
-def activation_forward(name, x, out=None, n_threads=None):
-    """y = activation(x), elementwise, or over the last axis for softmax.
+def _check_parameter(op, name, alpha):
+    """Return the activation's parameter as a float: ``alpha`` or its default, else 0."""
+    if name in PARAMETER_DEFAULTS:
+        return PARAMETER_DEFAULTS[name] if alpha is None else float(alpha)
+    if alpha is not None:
+        raise ValueError(f"{op}: activation {name!r} takes no parameter, got alpha={alpha!r}")
+    return 0.0
+
+
+def activation_forward(name, x, out=None, n_threads=None, alpha=None):
+    """y = activation(x), elementwise, or over the last axis for softmax and log_softmax.
 
     Parameters
     ----------
-    name : {"linear", "relu", "sigmoid", "tanh", "softmax"}
+    name : str
+        One of ALL_ACTIVATIONS: linear, relu, sigmoid, tanh, softmax,
+        leaky_relu, elu, selu, gelu, gelu_approximate (the tanh form),
+        silu, softplus, softsign, hard_sigmoid, exponential, log_softmax.
     x : ndarray of float32 or float64, any shape and memory layout
-        Softmax needs at least one axis and normalizes each slice along the
-        last one, after subtracting its maximum.
+        Softmax and log_softmax need at least one axis and work on each
+        slice along the last one, after subtracting its maximum.
     out : ndarray, optional
         Receives y. It must have the shape and dtype of ``x`` and may be ``x``
         itself.
     n_threads : int, optional
         Maximum number of threads, by default :func:`nnfast.get_num_threads`.
+    alpha : float, optional
+        The negative slope of leaky_relu (default 0.2) or the alpha of elu
+        (default 1.0). Other activations take no parameter and raise
+        ValueError when one is given.
 
     Returns
     -------
@@ -431,11 +689,13 @@ def activation_forward(name, x, out=None, n_threads=None):
     cdef const double[::1] x_f64
     cdef float[::1] y_f32
     cdef double[::1] y_f64
+    cdef double param
 
     op = "activation_forward"
     code = check_activation(op, name)
+    param = _check_parameter(op, name, alpha)
     x = check_float_array(op, "x", x)
-    _check_softmax_shape(op, x, code)
+    _check_row_wise_shape(op, x, name, code)
     if out is not None:
         check_out(op, "out", out, x.shape, x.dtype)
         buffer = output_buffer(out, (x,), ())
@@ -452,35 +712,41 @@ def activation_forward(name, x, out=None, n_threads=None):
         x_f32 = x_flat
         y_f32 = y_flat
         with nogil:
-            _forward_flat(code, x_f32, y_f32, n_cols, threads)
+            _forward_flat(code, x_f32, y_f32, n_cols, <float>param, threads)
     else:
         x_f64 = x_flat
         y_f64 = y_flat
         with nogil:
-            _forward_flat(code, x_f64, y_f64, n_cols, threads)
+            _forward_flat(code, x_f64, y_f64, n_cols, param, threads)
     return buffer if out is None else finish_output(buffer, out)
 
 
-def activation_backward(name, x, y, dy, out=None, n_threads=None):
-    """dx = dy * activation'(x), computed from the saved output ``y``.
+def activation_backward(name, x, y, dy, out=None, n_threads=None, alpha=None):
+    """dx = dy * activation'(x), from the saved input ``x`` or output ``y``.
 
-    Every activation here has a derivative that is a function of its output:
-    relu' = [y > 0], sigmoid' = y (1 - y), tanh' = 1 - y^2, and for softmax
-    dx = y * (dy - sum(dy * y)) over the last axis. The saved input ``x`` is
-    accepted for symmetry with other backends and is not read, so it may be
-    None.
+    The activations in OUTPUT_DERIVATIVE read only ``y`` and accept x=None:
+    relu' = [y > 0], sigmoid' = y (1 - y), tanh' = 1 - y^2,
+    exponential' = y, softmax: dx = y * (dy - sum(dy * y)), and
+    log_softmax: dx = dy - exp(y) * sum(dy), both over the last axis. The
+    others (leaky_relu, elu, selu, gelu, gelu_approximate, silu, softplus,
+    softsign, hard_sigmoid) read only ``x`` and accept y=None. Each
+    activation's derivative is documented in ``csrc/activations.h``.
 
     Parameters
     ----------
-    name : {"linear", "relu", "sigmoid", "tanh", "softmax"}
-    x : ndarray or None
-        Not read.
-    y, dy : ndarray of float32 or float64, same shape and dtype
+    name : str
+        One of ALL_ACTIVATIONS.
+    x, y : ndarray or None
+        The saved input and output. The one that ``name`` reads must have
+        the shape and dtype of ``dy``.
+    dy : ndarray of float32 or float64
     out : ndarray, optional
         Receives dx. It must have the shape and dtype of ``dy`` and may be
-        ``y`` or ``dy`` itself.
+        ``x``, ``y`` or ``dy`` itself.
     n_threads : int, optional
         Maximum number of threads, by default :func:`nnfast.get_num_threads`.
+    alpha : float, optional
+        The parameter of leaky_relu or elu, as in :func:`activation_forward`.
 
     Returns
     -------
@@ -489,41 +755,53 @@ def activation_backward(name, x, y, dy, out=None, n_threads=None):
     """
     cdef int code, threads
     cdef Py_ssize_t n_cols
-    cdef const float[::1] y_f32, dy_f32
-    cdef const double[::1] y_f64, dy_f64
+    cdef const float[::1] saved_f32, dy_f32
+    cdef const double[::1] saved_f64, dy_f64
     cdef float[::1] dx_f32
     cdef double[::1] dx_f64
+    cdef double param
 
     op = "activation_backward"
     code = check_activation(op, name)
-    y = check_float_array(op, "y", y)
+    param = _check_parameter(op, name, alpha)
     dy = check_float_array(op, "dy", dy)
-    check_same_dtype(op, "y", y, "dy", dy)
-    check_same_shape(op, "y", y, "dy", dy)
-    _check_softmax_shape(op, y, code)
+    if name in OUTPUT_DERIVATIVE:
+        saved_name, saved = "y", y
+    else:
+        saved_name, saved = "x", x
+    if saved is None and code != NNF_ACT_LINEAR:
+        raise ValueError(
+            f"{op}: {name} needs the saved {saved_name!s}, got {saved_name}=None"
+        )
+    if saved is None:
+        saved = dy
+    saved = check_float_array(op, saved_name, saved)
+    check_same_dtype(op, saved_name, saved, "dy", dy)
+    check_same_shape(op, saved_name, saved, "dy", dy)
+    _check_row_wise_shape(op, dy, name, code)
     if out is not None:
         check_out(op, "out", out, dy.shape, dy.dtype)
-        buffer = output_buffer(out, (y, dy), ())
+        buffer = output_buffer(out, (saved, dy), ())
     else:
         buffer = np.empty(dy.shape, dtype=dy.dtype)
     if dy.size == 0:
         return buffer if out is None else out
 
-    y_flat = np.ascontiguousarray(y).reshape(-1)
+    saved_flat = np.ascontiguousarray(saved).reshape(-1)
     dy_flat = np.ascontiguousarray(dy).reshape(-1)
     dx_flat = buffer.reshape(-1)
     n_cols = dy.shape[dy.ndim - 1] if dy.ndim > 0 else 1
     threads = _threads_for(code, True, dy.size, n_threads)
     if dy.dtype == np.float32:
-        y_f32 = y_flat
+        saved_f32 = saved_flat
         dy_f32 = dy_flat
         dx_f32 = dx_flat
         with nogil:
-            _backward_flat(code, y_f32, dy_f32, dx_f32, n_cols, threads)
+            _backward_flat(code, saved_f32, dy_f32, dx_f32, n_cols, <float>param, threads)
     else:
-        y_f64 = y_flat
+        saved_f64 = saved_flat
         dy_f64 = dy_flat
         dx_f64 = dx_flat
         with nogil:
-            _backward_flat(code, y_f64, dy_f64, dx_f64, n_cols, threads)
+            _backward_flat(code, saved_f64, dy_f64, dx_f64, n_cols, param, threads)
     return buffer if out is None else finish_output(buffer, out)

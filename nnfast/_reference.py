@@ -10,13 +10,38 @@ Shapes use the GEMM names: ``x`` is (n_samples, n_in), ``kernel`` is
 (n_in, n_out), and ``y``, ``dy`` are (n_samples, n_out).
 """
 
+import math
+
 import numpy as np
 
+# The activations with a C code in nnfast.h (a name's position is its code),
+# which the fused dense kernels apply in the GEMM epilogue.
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
 
+# Activations that only the activation kernels compute. A Dense layer runs
+# them as a linear dense kernel followed by an activation kernel.
+EXTRA_ACTIVATIONS = (
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "gelu_approximate",
+    "silu",
+    "softplus",
+    "softsign",
+    "hard_sigmoid",
+    "exponential",
+    "log_softmax",
+)
+ALL_ACTIVATIONS = ACTIVATIONS + EXTRA_ACTIVATIONS
+
 # Activations whose derivative is a function of the output alone, so the
-# backward pass needs no saved input.
-OUTPUT_DERIVATIVE = frozenset(ACTIVATIONS)
+# backward pass needs no saved input. The others need the input ``x``.
+OUTPUT_DERIVATIVE = frozenset(ACTIVATIONS + ("exponential", "log_softmax"))
+
+# Activations that take a parameter (the kernels' ``alpha`` argument): the
+# negative slope of leaky_relu and the alpha of elu, with Keras 3's defaults.
+PARAMETER_DEFAULTS = {"leaky_relu": 0.2, "elu": 1.0}
 
 
 def _store(result, out):
@@ -27,10 +52,19 @@ def _store(result, out):
 
 
 def _check_activation(name):
-    if name not in ACTIVATIONS:
+    if name not in ALL_ACTIVATIONS:
         raise ValueError(
-            f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}"
+            f"unknown activation {name!r}; expected one of {', '.join(ALL_ACTIVATIONS)}"
         )
+
+
+def _activation_parameter(name, alpha):
+    """Return the parameter of activation ``name``: ``alpha`` or its default."""
+    if name in PARAMETER_DEFAULTS:
+        return PARAMETER_DEFAULTS[name] if alpha is None else float(alpha)
+    if alpha is not None:
+        raise ValueError(f"activation {name!r} takes no parameter, got alpha={alpha!r}")
+    return None
 
 
 def gemm(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
@@ -67,10 +101,16 @@ def _sigmoid(z):
     return out
 
 
-def activation_forward(name, x, out=None, n_threads=None):
-    """y = activation(x), elementwise, or over the last axis for softmax."""
+def activation_forward(name, x, out=None, n_threads=None, alpha=None):
+    """y = activation(x), elementwise, or over the last axis for softmax and log_softmax.
+
+    ``alpha`` is the parameter of leaky_relu and elu (None for the default).
+    """
     _check_activation(name)
-    if name == "linear":
+    parameter = _activation_parameter(name, alpha)
+    if name in _EXTRA_FORWARD:
+        y = _EXTRA_FORWARD[name](x, parameter)
+    elif name == "linear":
         y = x.copy()
     elif name == "relu":
         y = np.maximum(x, 0).astype(x.dtype, copy=False)
@@ -83,13 +123,19 @@ def activation_forward(name, x, out=None, n_threads=None):
     return _store(y, out)
 
 
-def activation_backward(name, x, y, dy, out=None, n_threads=None):
+def activation_backward(name, x, y, dy, out=None, n_threads=None, alpha=None):
     """dx = dy * activation'(x), given the saved input ``x`` or output ``y``.
 
-    Every activation here needs only ``y``; ``x`` may be None.
+    Activations in OUTPUT_DERIVATIVE read only ``y`` (``x`` may be None), the
+    others only ``x`` (``y`` may be None).
     """
     _check_activation(name)
-    if name == "linear":
+    parameter = _activation_parameter(name, alpha)
+    if name not in OUTPUT_DERIVATIVE and x is None:
+        raise ValueError(f"activation_backward: {name} needs the saved input x, got None")
+    if name in _EXTRA_BACKWARD:
+        dx = _EXTRA_BACKWARD[name](x, y, dy, parameter)
+    elif name == "linear":
         dx = dy.copy()
     elif name == "relu":
         dx = np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
@@ -216,18 +262,390 @@ def sgd_update(params, grads, velocity, learning_rate, momentum=0.0,
 
 
 def adam_update(params, grads, m, v, learning_rate, beta_1, beta_2, epsilon, step,
-                n_threads=None):
+                n_threads=None, v_hat=None, weight_decay=0.0):
     """Adam in place over flat buffers, with Keras's form of the update.
 
-    For step t (1-based):
+    For step t (1-based), first the decoupled weight decay of AdamW,
+    p -= p * (lr * weight_decay), then
     m = m + (1 - beta_1) * (g - m), v = v + (1 - beta_2) * (g^2 - v),
     alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t),
     p -= alpha * m / (sqrt(v) + epsilon).
+    With ``v_hat`` (AMSGrad), v_hat = maximum(v_hat, v) takes the place of v
+    in the last line.
     """
+    if weight_decay != 0.0:
+        params -= params * (learning_rate * weight_decay)
     alpha = learning_rate * np.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
     m += (1.0 - beta_1) * (grads - m)
     v += (1.0 - beta_2) * (grads * grads - v)
-    params -= (alpha * m / (np.sqrt(v) + epsilon)).astype(params.dtype, copy=False)
+    second_moment = v
+    if v_hat is not None:
+        np.maximum(v_hat, v, out=v_hat)
+        second_moment = v_hat
+    params -= (alpha * m / (np.sqrt(second_moment) + epsilon)).astype(params.dtype,
+                                                                      copy=False)
+
+
+# ---------------------------------------------------------------------------
+# Keras 3's other activations, losses and optimizers.
+#
+# Scalars stay Python floats, so that NumPy rounds them to the array's dtype
+# (float32 arithmetic for float32 arrays), as the compiled kernels do.
+# ---------------------------------------------------------------------------
+
+# Keras's backend epsilon, the clip bound of probabilities before a log.
+EPSILON = 1e-7
+
+# SELU's fixed alpha and scale, the standard self-normalizing values.
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+SQRT1_2 = 0.70710678118654752440084436210485
+INV_SQRT_2PI = 0.39894228040143267793994605993438
+SQRT_2_OVER_PI = 0.79788456080286535587989211986876
+GELU_CUBIC = 0.044715
+
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+
+
+def _finite_part(x):
+    """Return ``x`` with infinities replaced by 0, for formulas that give inf * 0."""
+    return np.where(np.isinf(x), 0, x)
+
+
+def _limit_at_inf(x, values, at_plus_inf, at_minus_inf):
+    """Return ``values``, with ``at_plus_inf`` and ``at_minus_inf`` where x is +-inf."""
+    values = np.where(np.isposinf(x), at_plus_inf, values)
+    return np.where(np.isneginf(x), at_minus_inf, values).astype(x.dtype, copy=False)
+
+
+def _leaky_relu(x, slope):
+    return np.where(x > 0, x, slope * x)
+
+
+def _leaky_relu_backward(x, y, dy, slope):
+    return np.where(x > 0, dy, slope * dy)
+
+
+def _elu(x, alpha):
+    # exp of min(x, 0), so that the branch np.where discards cannot overflow.
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+def _elu_backward(x, y, dy, alpha):
+    return np.where(x > 0, dy, dy * (alpha * np.exp(np.minimum(x, 0))))
+
+
+def _selu(x, parameter):
+    return SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0)))
+
+
+def _selu_backward(x, y, dy, parameter):
+    slope = np.where(x > 0, SELU_SCALE,
+                     (SELU_SCALE * SELU_ALPHA) * np.exp(np.minimum(x, 0)))
+    return dy * slope.astype(dy.dtype, copy=False)
+
+
+def _gelu(x, parameter):
+    # 0.5 x (1 + erf(x / sqrt 2)) as 0.5 x erfc(-x / sqrt 2), in double.
+    finite = _finite_part(x).astype(np.float64)
+    y = 0.5 * finite * _erfc(-finite * SQRT1_2).astype(np.float64)
+    return _limit_at_inf(x, y, np.inf, 0.0)
+
+
+def _gelu_backward(x, y, dy, parameter):
+    # gelu' = Phi(x) + x phi(x). For |x| above about 1e154, x * x overflows
+    # and exp(-inf) = 0 gives the right limit, so the overflow is silenced.
+    finite = _finite_part(x).astype(np.float64)
+    with np.errstate(over="ignore"):
+        density = np.exp(-0.5 * finite * finite) * INV_SQRT_2PI
+    slope = 0.5 * _erfc(-finite * SQRT1_2).astype(np.float64) + finite * density
+    return dy * _limit_at_inf(x, slope, 1.0, 0.0)
+
+
+def _gelu_inner(x):
+    # x * x * x overflows to inf for large |x|, and tanh(+-inf) = +-1 is right.
+    with np.errstate(over="ignore"):
+        return SQRT_2_OVER_PI * (x + GELU_CUBIC * (x * x * x))
+
+
+def _gelu_approximate(x, parameter):
+    finite = _finite_part(x)
+    y = 0.5 * finite * (1 + np.tanh(_gelu_inner(finite)))
+    return _limit_at_inf(x, y, np.inf, 0.0)
+
+
+def _gelu_approximate_backward(x, y, dy, parameter):
+    # With t = tanh(u): 0.5 (1 + t) + 0.5 x (1 - t^2) u'(x). Where t rounds to
+    # +-1 the second term is skipped, because x u'(x) may overflow there.
+    t = np.tanh(_gelu_inner(x))
+    sech2 = (1 - t) * (1 + t)
+    slope = 0.5 * (1 + t)
+    with np.errstate(over="ignore", invalid="ignore"):
+        inner_slope = SQRT_2_OVER_PI * (1 + (3 * GELU_CUBIC) * (x * x))
+        curved = slope + 0.5 * x * sech2 * inner_slope
+    return dy * np.where(sech2 != 0, curved, slope)
+
+
+def _silu(x, parameter):
+    return _limit_at_inf(x, _finite_part(x) * _sigmoid(x), np.inf, 0.0)
+
+
+def _silu_backward(x, y, dy, parameter):
+    s = _sigmoid(x)
+    slope = s * (1 + _finite_part(x) * (1 - s))
+    return dy * _limit_at_inf(x, slope, 1.0, 0.0)
+
+
+def _softplus(x, parameter):
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _softplus_backward(x, y, dy, parameter):
+    return dy * _sigmoid(x)
+
+
+def _softsign(x, parameter):
+    finite = _finite_part(x)
+    return _limit_at_inf(x, finite / (1 + np.abs(finite)), 1.0, -1.0)
+
+
+def _softsign_backward(x, y, dy, parameter):
+    # (1 + |x|)^2 overflows to inf for large |x|, and dy / inf = 0 is right.
+    denominator = 1 + np.abs(x)
+    with np.errstate(over="ignore"):
+        return dy / (denominator * denominator)
+
+
+def _hard_sigmoid(x, parameter):
+    return np.clip(x + 3, 0, 6) / 6
+
+
+def _hard_sigmoid_backward(x, y, dy, parameter):
+    shifted = x + 3
+    return np.where((shifted > 0) & (shifted < 6), dy / 6, 0)
+
+
+def _exponential(x, parameter):
+    return np.exp(x)
+
+
+def _exponential_backward(x, y, dy, parameter):
+    return dy * y
+
+
+def _log_softmax(z, parameter):
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _log_softmax_backward(x, y, dy, parameter):
+    return dy - np.exp(y) * dy.sum(axis=-1, keepdims=True)
+
+
+_EXTRA_FORWARD = {
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
+    "selu": _selu,
+    "gelu": _gelu,
+    "gelu_approximate": _gelu_approximate,
+    "silu": _silu,
+    "softplus": _softplus,
+    "softsign": _softsign,
+    "hard_sigmoid": _hard_sigmoid,
+    "exponential": _exponential,
+    "log_softmax": _log_softmax,
+}
+
+_EXTRA_BACKWARD = {
+    "leaky_relu": _leaky_relu_backward,
+    "elu": _elu_backward,
+    "selu": _selu_backward,
+    "gelu": _gelu_backward,
+    "gelu_approximate": _gelu_approximate_backward,
+    "silu": _silu_backward,
+    "softplus": _softplus_backward,
+    "softsign": _softsign_backward,
+    "hard_sigmoid": _hard_sigmoid_backward,
+    "exponential": _exponential_backward,
+    "log_softmax": _log_softmax_backward,
+}
+
+
+def _finish_elementwise_loss(per_element, element_grad, factor, sample_weight,
+                             loss, loss_out, grad_out):
+    """Store the per-sample ``loss`` and grad = element_grad * factor * w."""
+    loss = _store(loss.astype(per_element.dtype, copy=False), loss_out)
+    if grad_out is not None:
+        g = element_grad * factor
+        if sample_weight is not None:
+            g = g * sample_weight[:, None]
+        grad_out[...] = g
+    return loss, grad_out
+
+
+def mean_absolute_error(pred, target, sample_weight=None, grad_scale=1.0,
+                        loss_out=None, grad_out=None, n_threads=None):
+    """Per-sample mean absolute error over the last axis, and its gradient.
+
+    loss[i] = mean_j |pred_ij - target_ij|;
+    grad[i] = sign(pred_i - target_i) * (grad_scale / n_outputs) * w_i, with
+    sign(0) = 0. Returns (loss, grad_out).
+    """
+    diff = pred - target
+    per_element = np.abs(diff)
+    factor = grad_scale / pred.shape[-1]
+    return _finish_elementwise_loss(per_element, np.sign(diff), factor, sample_weight,
+                                    per_element.mean(axis=-1), loss_out, grad_out)
+
+
+def huber(pred, target, delta=1.0, sample_weight=None, grad_scale=1.0,
+          loss_out=None, grad_out=None, n_threads=None):
+    """Per-sample Huber loss over the last axis, and its gradient.
+
+    With e = pred - target: 0.5 * e^2 where |e| <= delta, else
+    delta * |e| - 0.5 * delta^2, averaged over the last axis. The gradient
+    is e where |e| <= delta, else delta * sign(e), times
+    (grad_scale / n_outputs) * w_i. Returns (loss, grad_out).
+    """
+    error = pred - target
+    abs_error = np.abs(error)
+    quadratic = abs_error <= delta
+    per_element = np.where(quadratic, 0.5 * (error * error),
+                           delta * abs_error - 0.5 * delta * delta)
+    element_grad = np.where(quadratic, error, delta * np.sign(error))
+    factor = grad_scale / pred.shape[-1]
+    return _finish_elementwise_loss(per_element, element_grad, factor, sample_weight,
+                                    per_element.mean(axis=-1), loss_out, grad_out)
+
+
+def binary_cross_entropy(pred, target, from_logits=False, sample_weight=None,
+                         grad_scale=1.0, loss_out=None, grad_out=None, n_threads=None):
+    """Per-sample binary cross-entropy over the last axis, and its gradient.
+
+    From logits z (``from_logits=True``), each element's loss is the stable
+    form max(z, 0) - z t + log1p(exp(-|z|)) and its gradient sigmoid(z) - t.
+    For z = +inf the loss is z (1 - t) and for z = -inf it is -z t, both 0
+    when the label agrees, where the formula would give inf - inf.
+
+    From probabilities p, clipped to [EPSILON, 1 - EPSILON] as Keras does,
+    the loss is -(t log(p) + (1 - t) log(1 - p)) and the gradient
+    (1 - t) / (1 - p) - t / p, or 0 where p lies outside the clip range.
+
+    Losses are averaged over the last axis, and the gradients are scaled by
+    (grad_scale / n_outputs) * w_i. Returns (loss, grad_out).
+    """
+    t = target
+    if from_logits:
+        z = pred
+        finite = _finite_part(z)
+        per_element = np.maximum(finite, 0) - finite * t + np.log1p(np.exp(-np.abs(z)))
+        with np.errstate(invalid="ignore"):
+            at_plus_inf = np.where(1 - t == 0, 0, z * (1 - t))
+            at_minus_inf = np.where(t == 0, 0, -z * t)
+        per_element = np.where(np.isposinf(z), at_plus_inf, per_element)
+        per_element = np.where(np.isneginf(z), at_minus_inf, per_element)
+        per_element = per_element.astype(z.dtype, copy=False)
+        element_grad = _sigmoid(z) - t
+    else:
+        low = EPSILON
+        high = 1 - EPSILON
+        p = np.clip(pred, low, high)
+        per_element = -(t * np.log(p) + (1 - t) * np.log(1 - p))
+        clipped = (pred < low) | (pred > high)
+        element_grad = np.where(clipped, 0, (1 - t) / (1 - p) - t / p)
+    factor = grad_scale / pred.shape[-1]
+    return _finish_elementwise_loss(per_element, element_grad, factor, sample_weight,
+                                    per_element.mean(axis=-1), loss_out, grad_out)
+
+
+def kl_divergence(pred, target, sample_weight=None, grad_scale=1.0, loss_out=None,
+                  grad_out=None, n_threads=None):
+    """Per-sample Kullback-Leibler divergence over the last axis, and its gradient.
+
+    As in Keras, t = clip(target, EPSILON, 1) and p = clip(pred, EPSILON, 1),
+    and loss[i] = sum_j t_ij log(t_ij / p_ij). The gradient is -t / p, or 0
+    where pred lies outside [EPSILON, 1], times grad_scale * w_i.
+    Returns (loss, grad_out).
+    """
+    t = np.clip(target, EPSILON, 1)
+    p = np.clip(pred, EPSILON, 1)
+    per_element = t * np.log(t / p)
+    clipped = (pred < EPSILON) | (pred > 1)
+    element_grad = np.where(clipped, 0, -t / p)
+    return _finish_elementwise_loss(per_element, element_grad, grad_scale,
+                                    sample_weight, per_element.sum(axis=-1), loss_out,
+                                    grad_out)
+
+
+def rmsprop_update(params, grads, velocity, momentum_buffer, average_grad,
+                   learning_rate, rho, momentum, epsilon, n_threads=None):
+    """RMSprop in place over flat buffers, with Keras 3's form of the update.
+
+    v = rho * v + (1 - rho) * g^2. Centered (``average_grad`` given):
+    a = rho * a + (1 - rho) * g and d = v - a^2 + epsilon, else
+    d = v + epsilon. Then increment = lr * g / sqrt(d), and with
+    momentum > 0: b = momentum * b + increment, p -= b; else p -= increment.
+    """
+    velocity[...] = rho * velocity + (1 - rho) * grads * grads
+    if average_grad is not None:
+        average_grad[...] = rho * average_grad + (1 - rho) * grads
+        denominator = velocity - average_grad * average_grad + epsilon
+    else:
+        denominator = velocity + epsilon
+    increment = learning_rate * grads / np.sqrt(denominator)
+    if momentum > 0:
+        momentum_buffer[...] = momentum * momentum_buffer + increment
+        params -= momentum_buffer
+    else:
+        params -= increment
+
+
+def adagrad_update(params, grads, accumulator, learning_rate, epsilon, n_threads=None):
+    """Adagrad in place over flat buffers, with Keras 3's form of the update.
+
+    accumulator += g^2, then p -= lr * g / sqrt(accumulator + epsilon).
+    """
+    accumulator += grads * grads
+    params -= learning_rate * grads / np.sqrt(accumulator + epsilon)
+
+
+# Nadam's momentum schedule: u_t = beta_1 * (1 - 0.5 * DECAY_BASE^(DECAY * t)).
+# NOTE: this is tf.keras 2's schedule (its Nadam had schedule_decay=0.004).
+# Keras 3's keras/src/optimizers/nadam.py computes 0.96^t, without the 0.004,
+# so from the first step Nadam's updates here differ from Keras 3's.
+NADAM_DECAY_BASE = 0.96
+NADAM_DECAY = 0.004
+
+
+def nadam_momentum(beta_1, step):
+    """Return Nadam's momentum coefficient u_t for the 1-based ``step``."""
+    return beta_1 * (1.0 - 0.5 * NADAM_DECAY_BASE ** (NADAM_DECAY * step))
+
+
+def nadam_update(params, grads, m, v, learning_rate, beta_1, beta_2, epsilon, step,
+                 u_product, n_threads=None):
+    """Nadam in place over flat buffers; return the new momentum product.
+
+    For step t (1-based), with u_t from :func:`nadam_momentum` and
+    ``u_product`` = u_1 * ... * u_(t-1) (1.0 at the first step):
+    P_t = u_product * u_t, P_(t+1) = P_t * u_(t+1),
+    m = m + (g - m) * (1 - beta_1), v = v + (g^2 - v) * (1 - beta_2),
+    m_hat = u_(t+1) * m / (1 - P_(t+1)) + (1 - u_t) * g / (1 - P_t),
+    v_hat = v / (1 - beta_2^t),
+    p -= m_hat * lr / (sqrt(v_hat) + epsilon).
+    Returns P_t, the ``u_product`` of the next step.
+    """
+    u_t = nadam_momentum(beta_1, step)
+    u_next = nadam_momentum(beta_1, step + 1)
+    product = u_product * u_t
+    product_next = product * u_next
+    m += (grads - m) * (1 - beta_1)
+    v += (grads * grads - v) * (1 - beta_2)
+    m_hat = u_next * m / (1 - product_next) + (1 - u_t) * grads / (1 - product)
+    v_hat = v / (1 - beta_2 ** step)
+    params -= m_hat * learning_rate / (np.sqrt(v_hat) + epsilon)
+    return product
 
 
 def gather_rows(x, indices, out, n_threads=None):
