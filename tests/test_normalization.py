@@ -1,17 +1,20 @@
-"""Batch and layer normalization kernels.
+"""Batch and layer normalization: kernels and layers.
 
 The NumPy reference backward passes are checked in float64 against
 4th-order finite differences of L = sum(forward(x, gamma, beta) * r), with
 the batch or row statistics recomputed from x at every step. Then the
-compiled kernels are checked against the reference on both dtypes.
+compiled kernels are checked against the reference on both dtypes, and the
+layers on Keras's training and inference behaviour.
 """
 
 import numpy as np
 import pytest
 from _tolerances import eps, tolerance
 
+import nnfast
 from nnfast import _norm
 from nnfast import _reference as reference
+from nnfast import layers
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["float32", "float64"]
@@ -194,3 +197,129 @@ def test_compiled_norm_rejects_bad_arguments():
     with pytest.raises(ValueError, match="mean and var"):
         _norm.batch_norm_backward(x, None, None, None, 1e-3, x)
 
+
+# ---------------------------------------------------------------------------
+# Layers.
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+def test_batch_normalization_training_and_inference(backend, rng):
+    nnfast.set_backend(backend)
+    try:
+        layer = layers.BatchNormalization(momentum=0.9)
+        x = (2 * rng.standard_normal((6, 3, 3, 4)) + 3).astype(np.float32)
+        y = layer(x, training=True)
+        flat = x.reshape(-1, 4).astype(np.float64)
+        mean = flat.mean(axis=0)
+        var = flat.var(axis=0)
+        expected = (x - mean) / np.sqrt(var + 1e-3)
+        np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
+        # moving = 0.9 * initial + 0.1 * batch, from zeros and ones.
+        np.testing.assert_allclose(layer.moving_mean, 0.1 * mean, rtol=1e-5)
+        np.testing.assert_allclose(layer.moving_variance, 0.9 + 0.1 * var, rtol=1e-5)
+        inference = layer(x, training=False)
+        expected = (x - layer.moving_mean) / np.sqrt(layer.moving_variance + 1e-3)
+        np.testing.assert_allclose(inference, expected, rtol=1e-4, atol=1e-5)
+    finally:
+        nnfast.set_backend("compiled")
+
+
+def test_batch_normalization_weights():
+    layer = layers.BatchNormalization()
+    layer(np.zeros((2, 5), dtype=np.float32))
+    names = [w.name.split("/")[-1] for w in layer.weights]
+    assert names == ["gamma", "beta", "moving_mean", "moving_variance"]
+    assert [w.name.split("/")[-1] for w in layer.trainable_weights] == ["gamma", "beta"]
+    assert [w.name.split("/")[-1] for w in layer.non_trainable_weights] == [
+        "moving_mean", "moving_variance"]
+    plain = layers.BatchNormalization(center=False, scale=False)
+    plain(np.zeros((2, 5), dtype=np.float32))
+    assert len(plain.trainable_weights) == 0
+    assert len(plain.weights) == 2
+
+
+def test_batch_normalization_frozen_uses_moving_statistics(rng):
+    layer = layers.BatchNormalization()
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    layer(x)
+    layer.set_weights([np.full(3, 2.0), np.full(3, 1.0), np.full(3, 0.5), np.full(3, 4.0)])
+    layer.trainable = False
+    cache = {}
+    y = layer.forward(x, True, cache)
+    scale = 2.0 / np.sqrt(4.0 + 1e-3)
+    np.testing.assert_allclose(y, (x - 0.5) * scale + 1.0, rtol=1e-5)
+    np.testing.assert_allclose(layer.moving_mean, 0.5)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_allclose(layer.backward(dy, cache, True), dy * scale, rtol=1e-5)
+
+
+def test_batch_normalization_other_axis(rng):
+    layer = layers.BatchNormalization(axis=1)
+    x = rng.standard_normal((5, 3, 4)).astype(np.float64)
+    layer.dtype = "float64"
+    y = layer(x, training=True)
+    mean = x.mean(axis=(0, 2), keepdims=True)
+    var = x.var(axis=(0, 2), keepdims=True)
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-3), rtol=1e-10)
+    assert layer.gamma.shape == (3,)
+    cache = {}
+    layer.forward(x, True, cache)
+    dx = layer.backward(np.ones_like(x), cache, True)
+    assert dx.shape == x.shape
+    np.testing.assert_allclose(dx, 0.0, atol=1e-10)
+
+
+def test_batch_normalization_arguments():
+    with pytest.raises(ValueError, match=r"`momentum` must be a finite float in \[0.0, 1.0\]"):
+        layers.BatchNormalization(momentum=1.5)
+    with pytest.raises(ValueError, match="`momentum`"):
+        layers.BatchNormalization(momentum=-0.1)
+    with pytest.raises(ValueError, match="`epsilon` must be a finite float >= 0"):
+        layers.BatchNormalization(epsilon=-1e-3)
+    with pytest.raises(TypeError, match="`axis` must be an int"):
+        layers.BatchNormalization(axis="channels")
+    with pytest.raises(ValueError, match="non-batch axis"):
+        layers.BatchNormalization(axis=0)(np.zeros((2, 3), dtype=np.float32))
+    config = layers.BatchNormalization(momentum=0.9, center=False).get_config()
+    restored = layers.BatchNormalization.from_config(config)
+    assert restored.momentum == 0.9
+    assert restored.center is False
+
+
+def test_layer_normalization_layer(rng):
+    x = (rng.standard_normal((3, 4, 5)) * 2 + 1).astype(np.float32)
+    layer = layers.LayerNormalization()
+    y = layer(x)
+    mean = x.mean(axis=-1, keepdims=True)
+    var = x.var(axis=-1, keepdims=True)
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-3), rtol=1e-4, atol=1e-5)
+    assert layer.gamma.shape == (5,)
+    image = layers.LayerNormalization(axis=[-2, -1])
+    y = image(x)
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    var = x.var(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-3), rtol=1e-4, atol=1e-5)
+    assert image.gamma.shape == (4, 5)
+    with pytest.raises(ValueError, match="trailing axes"):
+        layers.LayerNormalization(axis=1)(x)
+    with pytest.raises(ValueError, match="`epsilon`"):
+        layers.LayerNormalization(epsilon=float("nan"))
+
+
+@pytest.mark.parametrize("cls", [layers.BatchNormalization, layers.LayerNormalization])
+def test_normalization_layer_backward_matches_difference(cls, rng):
+    layer = cls(dtype="float64")
+    x = rng.standard_normal((6, 4))
+    layer(x)
+    layer.set_weights([rng.standard_normal(4) for _ in layer.weights[:2]]
+                      + [w.value for w in layer.weights[2:]])
+    cache = {}
+    layer.forward(x, True, cache)
+    r = rng.standard_normal(x.shape)
+    dx = layer.backward(r, cache, True)
+    direction = rng.standard_normal(x.shape)
+    step = 1e-5
+    plus = layer.forward(x + step * direction, True, {})
+    minus = layer.forward(x - step * direction, True, {})
+    slope = float(np.sum(r * (plus - minus))) / (2 * step)
+    np.testing.assert_allclose(slope, float(np.sum(dx * direction)), rtol=1e-6)

@@ -1,5 +1,6 @@
 """Layers, with Keras's names and arguments."""
 
+from nnfast.layers.convolutional import Conv1D, Conv2D
 from nnfast.layers.core import (
     Activation,
     Dense,
@@ -9,9 +10,26 @@ from nnfast.layers.core import (
     InputLayer,
 )
 from nnfast.layers.layer import Layer, Weight
+from nnfast.layers.normalization import BatchNormalization, LayerNormalization
+from nnfast.layers.pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
+from nnfast.layers.reshaping import Reshape, ZeroPadding2D
 
 _BUILTIN = {cls.__name__: cls for cls in (Activation, Dense, Dropout, Flatten,
                                          InputLayer)}
+_BUILTIN.update({cls.__name__: cls for cls in (
+    AveragePooling1D, AveragePooling2D, BatchNormalization, Conv1D, Conv2D,
+    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
+    GlobalMaxPooling2D, LayerNormalization, MaxPooling1D, MaxPooling2D, Reshape,
+    ZeroPadding2D)})
 
 
 def serialize(layer):
@@ -39,13 +57,27 @@ def deserialize(config, custom_objects=None):
 
 __all__ = [
     "Activation",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "BatchNormalization",
+    "Conv1D",
+    "Conv2D",
     "Dense",
     "Dropout",
     "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
     "Input",
     "InputLayer",
     "Layer",
+    "LayerNormalization",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "Reshape",
     "Weight",
+    "ZeroPadding2D",
     "deserialize",
     "serialize",
 ]
