@@ -1,5 +1,6 @@
 """Layers, with Keras's names and arguments."""
 
+from nnfast.layers.activation_layers import ELU, LeakyReLU, ReLU, Softmax
 from nnfast.layers.convolutional import Conv1D, Conv2D
 from nnfast.layers.core import (
     Activation,
@@ -30,6 +31,7 @@ _BUILTIN.update({cls.__name__: cls for cls in (
     GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
     GlobalMaxPooling2D, LayerNormalization, MaxPooling1D, MaxPooling2D, Reshape,
     ZeroPadding2D)})
+_BUILTIN.update({cls.__name__: cls for cls in (ELU, LeakyReLU, ReLU, Softmax)})
 
 
 def serialize(layer):
@@ -64,6 +66,7 @@ __all__ = [
     "Conv2D",
     "Dense",
     "Dropout",
+    "ELU",
     "Flatten",
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
@@ -73,9 +76,12 @@ __all__ = [
     "InputLayer",
     "Layer",
     "LayerNormalization",
+    "LeakyReLU",
     "MaxPooling1D",
     "MaxPooling2D",
+    "ReLU",
     "Reshape",
+    "Softmax",
     "Weight",
     "ZeroPadding2D",
     "deserialize",

@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 
 from nnfast import _rng, activations, backend, initializers, regularizers
+from nnfast._reference import ACTIVATIONS as _DENSE_FUSED_ACTIVATIONS
 from nnfast.layers.layer import Layer, check_positive_int
 
 
@@ -150,7 +151,14 @@ class Dense(Layer):
         x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
         y = _buffer(cache, "y", (x2.shape[0], self.units), x2.dtype)
         bias = self._bias.value if self._bias is not None else None
-        kernels.dense_forward(x2, self._kernel.value, bias, act, out=y)
+        if act in _DENSE_FUSED_ACTIVATIONS:
+            kernels.dense_forward(x2, self._kernel.value, bias, act, out=y)
+        else:
+            # The dense kernels fuse only five activations. The others run on
+            # the cached preactivations z, which their backward pass reads.
+            z = _buffer(cache, "z", y.shape, y.dtype)
+            kernels.dense_forward(x2, self._kernel.value, bias, "linear", out=z)
+            kernels.activation_forward(act, z, out=y)
         if training:
             cache["x"] = x2
             cache["act"] = act
@@ -166,8 +174,16 @@ class Dense(Layer):
         if need_dx:
             dx = _buffer(cache, "dx", x2.shape, x2.dtype)
         bias_grad = self._bias.grad if self._bias is not None else None
-        kernels.dense_backward(x2, self._kernel.value, cache["y"], dy2, cache["act"],
-                               self._kernel.grad, bias_grad, dx_out=dx)
+        act = cache["act"]
+        if act in _DENSE_FUSED_ACTIVATIONS:
+            kernels.dense_backward(x2, self._kernel.value, cache["y"], dy2, act,
+                                   self._kernel.grad, bias_grad, dx_out=dx)
+        else:
+            z = cache["z"]
+            dz = _buffer(cache, "dz", z.shape, z.dtype)
+            kernels.activation_backward(act, z, cache["y"], dy2, out=dz)
+            kernels.dense_backward(x2, self._kernel.value, z, dz, "linear",
+                                   self._kernel.grad, bias_grad, dx_out=dx)
         if dx is not None and dy.ndim != 2:
             return dx.reshape(dy.shape[:-1] + (x2.shape[1],))
         return dx
@@ -200,14 +216,16 @@ class Activation(Layer):
     def forward(self, x, training, cache):
         y = _buffer(cache, "y", x.shape, x.dtype)
         backend.kernels().activation_forward(self.activation, x, out=y)
+        # Activations such as gelu need their input in the backward pass.
+        cache["x"] = x
         return y
 
     def backward(self, dy, cache, need_dx):
         if not need_dx:
             return None
         dx = _buffer(cache, "dx", dy.shape, dy.dtype)
-        backend.kernels().activation_backward(self.activation, None, cache["y"], dy,
-                                              out=dx)
+        backend.kernels().activation_backward(self.activation, cache["x"], cache["y"],
+                                              dy, out=dx)
         return dx
 
     def get_config(self):
