@@ -186,17 +186,23 @@ class Model:
 
         When the last layer ends in softmax and the loss is a cross-entropy on
         probabilities, training computes the loss from the logits instead, so
-        that large logits give the true loss rather than a clipped one.
+        that large logits give the true loss rather than a clipped one. The
+        same applies to sigmoid and a binary cross-entropy on probabilities.
         """
         last = self._layers[-1] if self._layers else None
         activation = getattr(last, "activation", None)
-        fusable = getattr(self.loss, "from_logits", None) is False and isinstance(
+        on_probabilities = getattr(self.loss, "from_logits", None) is False
+        categorical = isinstance(
             self.loss, (losses_module.SparseCategoricalCrossentropy,
                         losses_module.CategoricalCrossentropy))
+        binary = isinstance(self.loss, losses_module.BinaryCrossentropy)
         if last is not None and last.activity_regularizer is not None:
             # The penalty applies to the layer's real output, not its logits.
             return None
-        if fusable and activation == "softmax" and hasattr(last, "units"):
+        if not on_probabilities or not hasattr(last, "units"):
+            return None
+        if (categorical and activation == "softmax") or (
+                binary and activation == "sigmoid"):
             return activation
         return None
 
@@ -661,11 +667,13 @@ class Model:
             return None
         if key is self._chain_key:
             return self._chain
+        from nnfast._reference import ACTIVATIONS as DENSE_FUSED_ACTIVATIONS
         from nnfast.layers.core import Dense, Dropout, Flatten
+        # The chain runs only the activations that the dense kernels fuse.
         dense = []
         ok = len(self.input_shape) == 2
         for i, layer in enumerate(self._layers):
-            if isinstance(layer, Dense):
+            if isinstance(layer, Dense) and layer.activation in DENSE_FUSED_ACTIVATIONS:
                 dense.append(layer)
             elif isinstance(layer, Flatten) and i == 0:
                 ok = True
