@@ -1,10 +1,15 @@
 """Look up optimizers by name or config."""
 
+from nnfast.optimizers.adagrad import Adagrad
 from nnfast.optimizers.adam import Adam
+from nnfast.optimizers.adamw import AdamW
+from nnfast.optimizers.nadam import Nadam
 from nnfast.optimizers.optimizer import Optimizer
+from nnfast.optimizers.rmsprop import RMSprop
 from nnfast.optimizers.sgd import SGD
 
-_BY_NAME = {"adam": Adam, "sgd": SGD}
+_BY_NAME = {"adam": Adam, "sgd": SGD, "adamw": AdamW, "rmsprop": RMSprop,
+            "adagrad": Adagrad, "nadam": Nadam}
 _CLASSES = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
