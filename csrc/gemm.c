@@ -185,21 +185,23 @@ static const nnf_gemm_kernel kernels_ref_f64[] = {
  * enough padding; they decide between tile heights, not correctness.
  */
 static const nnf_gemm_kernel kernels_avx2_f32[] = {
-    NNF_KERNEL("avx2+fma", float, 6, NNF_NR_AVX2_F32, NNF_KC_F32, 1.0, nnf_ukr_avx2_mr6_f32,
-               nnf_pack_f32, nnf_epilogue_tile_f32),
-    NNF_KERNEL("avx2+fma", float, 5, NNF_NR_AVX2_F32, NNF_KC_F32, 1.03, nnf_ukr_avx2_mr5_f32,
-               nnf_pack_f32, nnf_epilogue_tile_f32),
-    NNF_KERNEL("avx2+fma", float, 4, NNF_NR_AVX2_F32, NNF_KC_F32, 1.08, nnf_ukr_avx2_mr4_f32,
-               nnf_pack_f32, nnf_epilogue_tile_f32),
+    NNF_KERNEL("avx2+fma", float, 6, 16, NNF_KC_F32, 1.0, nnf_ukr_avx2_6x2_f32,
+               nnf_pack_avx2_f32, nnf_epilogue_tile_f32),
+    NNF_KERNEL("avx2+fma", float, 5, 16, NNF_KC_F32, 1.03, nnf_ukr_avx2_5x2_f32,
+               nnf_pack_avx2_f32, nnf_epilogue_tile_f32),
+    NNF_KERNEL("avx2+fma", float, 4, 16, NNF_KC_F32, 1.08, nnf_ukr_avx2_4x2_f32,
+               nnf_pack_avx2_f32, nnf_epilogue_tile_f32),
 };
 
 static const nnf_gemm_kernel kernels_avx2_f64[] = {
-    NNF_KERNEL("avx2+fma", double, 6, NNF_NR_AVX2_F64, NNF_KC_F64, 1.0, nnf_ukr_avx2_mr6_f64,
-               nnf_pack_f64, nnf_epilogue_tile_f64),
-    NNF_KERNEL("avx2+fma", double, 5, NNF_NR_AVX2_F64, NNF_KC_F64, 1.03, nnf_ukr_avx2_mr5_f64,
-               nnf_pack_f64, nnf_epilogue_tile_f64),
-    NNF_KERNEL("avx2+fma", double, 4, NNF_NR_AVX2_F64, NNF_KC_F64, 1.08, nnf_ukr_avx2_mr4_f64,
-               nnf_pack_f64, nnf_epilogue_tile_f64),
+    NNF_KERNEL("avx2+fma", double, 6, 8, NNF_KC_F64, 1.0, nnf_ukr_avx2_6x2_f64,
+               nnf_pack_avx2_f64, nnf_epilogue_tile_f64),
+    NNF_KERNEL("avx2+fma", double, 5, 8, NNF_KC_F64, 1.03, nnf_ukr_avx2_5x2_f64,
+               nnf_pack_avx2_f64, nnf_epilogue_tile_f64),
+    NNF_KERNEL("avx2+fma", double, 4, 8, NNF_KC_F64, 1.08, nnf_ukr_avx2_4x2_f64,
+               nnf_pack_avx2_f64, nnf_epilogue_tile_f64),
+    NNF_KERNEL("avx2+fma", double, 4, 12, NNF_KC_F64, 1.02, nnf_ukr_avx2_4x3_f64,
+               nnf_pack_avx2_f64, nnf_epilogue_tile_f64),
 };
 #endif
 
@@ -467,22 +469,64 @@ static void transpose_problem(gemm_plan *g)
 }
 
 /*
- * Choose the tile height and orientation with the least estimated work.
- * A narrow C (n well below NR, such as a 10-class output layer) wastes most
- * of each tile's columns, so computing C^T = B^T A^T puts the long side under
- * NR. Swapped tiles are stored with a column stride other than 1, which costs
- * a scalar store per element, hence the 1.25 penalty (an estimate).
+ * Packing an operand pays off when its micro-panels are reused many times.
+ * A small product reuses each B panel once per A panel (and each A panel
+ * once per B panel), so with few panels on the other side the micro-kernel
+ * reads the operand in place: A with any strides, B when its rows are
+ * contiguous. Edge panels are still packed, zero-padded.
+ */
+static void choose_direct(const nnf_gemm_kernel *kern, nnf_int m, nnf_int n, nnf_int cs_b,
+                          int *direct_a, int *direct_b)
+{
+    nnf_int panels_m = (m + kern->mr - 1) / kern->mr;
+    nnf_int panels_n = (min_int(n, kern->nc) + kern->nr - 1) / kern->nr;
+    *direct_a = panels_n <= NNF_DIRECT_A_MAX_PANELS;
+    *direct_b = cs_b == 1 && panels_m <= NNF_DIRECT_B_MAX_PANELS;
+}
+
+/* Return the estimated cycles to pack `count` elements whose layout along
+ * the panel (inc_mn) and along k (inc_k) is given. A transposing copy (rows
+ * contiguous along k) costs about twice a copy of adjacent values. */
+static double pack_cycles(double count, nnf_int inc_mn, nnf_int inc_k)
+{
+    return count * (inc_k == 1 && inc_mn != 1 ? 1.0 : 0.5);
+}
+
+/*
+ * Choose the tile shape and orientation with the least estimated time, in
+ * cycles: the micro-kernel's padded tiles (2 FMAs of one ymm per cycle),
+ * packing, and for C^T the scalar stores of the transposed tiles.
+ * Computing C^T = B^T A^T puts the long side of a narrow C (such as a
+ * 10-class output layer) under NR, where it fills whole tiles.
+ * NOTE: the per-element costs are estimates fitted to a few products on a
+ * Zen 4 core (benchmarks/gemm.py); they choose among correct plans only.
  */
 static void choose_kernel(gemm_plan *g, const nnf_gemm_kernel *kernels, int count)
 {
     double best = -1.0;
     int best_index = 0, best_swap = 0;
     for (int swap = 0; swap < 2; swap++) {
-        nnf_int rows = swap ? g->n : g->m;
-        nnf_int cols = swap ? g->m : g->n;
+        nnf_int m = swap ? g->n : g->m;
+        nnf_int n = swap ? g->m : g->n;
+        nnf_int rs_a = swap ? g->cs_b : g->rs_a, cs_a = swap ? g->rs_b : g->cs_a;
+        nnf_int rs_b = swap ? g->cs_a : g->rs_b, cs_b = swap ? g->rs_a : g->cs_b;
         for (int index = 0; index < count; index++) {
-            double cost = padded_area(&kernels[index], rows, cols) * kernels[index].tile_cost;
-            cost *= swap ? 1.25 : 1.0;
+            const nnf_gemm_kernel *kern = &kernels[index];
+            double lanes_per_cycle = 2.0 * 32.0 / (double)kern->elem_size;
+            double cost = padded_area(kern, m, n) * (double)g->k * kern->tile_cost /
+                          lanes_per_cycle;
+            int direct_a, direct_b;
+            choose_direct(kern, m, n, cs_b, &direct_a, &direct_b);
+            if (!direct_a) {
+                double n_blocks = (double)((n + kern->nc - 1) / kern->nc);
+                cost += n_blocks * pack_cycles((double)m * (double)g->k, rs_a, cs_a);
+            }
+            if (!direct_b) {
+                cost += pack_cycles((double)n * (double)g->k, cs_b, rs_b);
+            }
+            if (swap) {
+                cost += 2.0 * (double)m * (double)n;
+            }
             if (best < 0.0 || cost < best) {
                 best = cost;
                 best_index = index;
@@ -508,16 +552,7 @@ static int gemm_run(gemm_plan *g, const nnf_gemm_kernel *kernels, int count, int
 
     nnf_int panels_m = (m + kern->mr - 1) / kern->mr;
     nnf_int panels_n = (min_int(n, kern->nc) + kern->nr - 1) / kern->nr;
-
-    /*
-     * Packing an operand pays off when its micro-panels are reused many
-     * times. A small product reuses each B panel once per A panel (and each
-     * A panel once per B panel), so with few panels on the other side the
-     * micro-kernel reads the operand in place: A with any strides, B when its
-     * rows are contiguous. Edge panels are still packed, zero-padded.
-     */
-    g->direct_a = panels_n <= NNF_DIRECT_A_MAX_PANELS;
-    g->direct_b = g->cs_b == 1 && panels_m <= NNF_DIRECT_B_MAX_PANELS;
+    choose_direct(kern, m, n, g->cs_b, &g->direct_a, &g->direct_b);
     g->split_m = panels_m >= panels_n;
     int nt = n_threads > 0 ? n_threads : 1;
     if (2.0 * (double)m * (double)n * (double)k < NNF_GEMM_PARALLEL_MIN_FLOPS) {

@@ -36,10 +36,12 @@ extern "C" {
 #define NNF_KC_F32 256
 #define NNF_KC_F64 256
 
-/* AVX2+FMA: MR x 16 (float32) and MR x 8 (float64) tiles, MR from 4 to 6. */
+/*
+ * AVX2+FMA: MR x 16 (float32) and MR x 8 (float64) tiles with MR from 4 to 6,
+ * and a 4 x 12 float64 tile (3 vectors per row) for C with about 10 columns.
+ */
 #define NNF_MR_AVX2_MAX 6
-#define NNF_NR_AVX2_F32 16
-#define NNF_NR_AVX2_F64 8
+#define NNF_NV_AVX2_MAX 3
 
 /* Portable C: small tiles whose accumulators fit in 16 SSE registers. */
 #define NNF_MR_REF_F32 4
@@ -123,18 +125,23 @@ typedef struct {
               nnf_int cs_c, const void *alpha, const void *beta)
 NNF_DECLARE_UKR(nnf_ukr_ref_f32);
 NNF_DECLARE_UKR(nnf_ukr_ref_f64);
-NNF_DECLARE_UKR(nnf_ukr_avx2_mr6_f32);
-NNF_DECLARE_UKR(nnf_ukr_avx2_mr5_f32);
-NNF_DECLARE_UKR(nnf_ukr_avx2_mr4_f32);
-NNF_DECLARE_UKR(nnf_ukr_avx2_mr6_f64);
-NNF_DECLARE_UKR(nnf_ukr_avx2_mr5_f64);
-NNF_DECLARE_UKR(nnf_ukr_avx2_mr4_f64);
+NNF_DECLARE_UKR(nnf_ukr_avx2_6x2_f32);
+NNF_DECLARE_UKR(nnf_ukr_avx2_5x2_f32);
+NNF_DECLARE_UKR(nnf_ukr_avx2_4x2_f32);
+NNF_DECLARE_UKR(nnf_ukr_avx2_6x2_f64);
+NNF_DECLARE_UKR(nnf_ukr_avx2_5x2_f64);
+NNF_DECLARE_UKR(nnf_ukr_avx2_4x2_f64);
+NNF_DECLARE_UKR(nnf_ukr_avx2_4x3_f64);
 
 /* Packing (pack.c). */
 void nnf_pack_f32(nnf_int mn, nnf_int kc, const void *x, nnf_int inc_mn, nnf_int inc_k,
                   int width, void *packed);
 void nnf_pack_f64(nnf_int mn, nnf_int kc, const void *x, nnf_int inc_mn, nnf_int inc_k,
                   int width, void *packed);
+void nnf_pack_avx2_f32(nnf_int mn, nnf_int kc, const void *x, nnf_int inc_mn, nnf_int inc_k,
+                       int width, void *packed);
+void nnf_pack_avx2_f64(nnf_int mn, nnf_int kc, const void *x, nnf_int inc_mn, nnf_int inc_k,
+                       int width, void *packed);
 
 /* Epilogues (dense.c). */
 void nnf_epilogue_tile_f32(nnf_int m_cur, nnf_int n_cur, nnf_int i0, nnf_int j0, void *c,

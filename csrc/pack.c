@@ -108,6 +108,9 @@ NNF_DEFINE_PACK_BLOCK(double, f64)
         case 8:                                                                            \
             pack_block_##SUF(mn, kc, xt, inc_mn, inc_k, 8, out);                           \
             break;                                                                         \
+        case 12:                                                                           \
+            pack_block_##SUF(mn, kc, xt, inc_mn, inc_k, 12, out);                          \
+            break;                                                                         \
         case 16:                                                                           \
             pack_block_##SUF(mn, kc, xt, inc_mn, inc_k, 16, out);                          \
             break;                                                                         \
@@ -119,3 +122,157 @@ NNF_DEFINE_PACK_BLOCK(double, f64)
 
 NNF_DEFINE_PACK(float, f32)
 NNF_DEFINE_PACK(double, f64)
+
+#ifdef NNF_X86_KERNELS
+
+#include <immintrin.h>
+
+#define NNF_TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+/*
+ * AVX2 packing of full panels whose rows are contiguous along k (inc_k == 1,
+ * a row-major A or a transposed B): a register transpose turns 4 (float64)
+ * or 8 (float32) k steps of each group of rows into one store per k step,
+ * instead of one scalar load and store per element. Rows left over after the
+ * groups of 8 and 4, and k steps after the last full chunk, are copied one
+ * element at a time.
+ */
+static NNF_TARGET_AVX2 void pack_transposed_f64(nnf_int kc, const double *x, nnf_int inc_mn,
+                                                int width, double *out)
+{
+    const int rows4 = width / 4 * 4;
+    nnf_int p = 0;
+    for (; p + 4 <= kc; p += 4) {
+        for (int r = 0; r < rows4; r += 4) {
+            const double *xr = x + r * inc_mn + p;
+            __m256d v0 = _mm256_loadu_pd(xr);
+            __m256d v1 = _mm256_loadu_pd(xr + inc_mn);
+            __m256d v2 = _mm256_loadu_pd(xr + 2 * inc_mn);
+            __m256d v3 = _mm256_loadu_pd(xr + 3 * inc_mn);
+            __m256d t0 = _mm256_unpacklo_pd(v0, v1);
+            __m256d t1 = _mm256_unpackhi_pd(v0, v1);
+            __m256d t2 = _mm256_unpacklo_pd(v2, v3);
+            __m256d t3 = _mm256_unpackhi_pd(v2, v3);
+            double *o = out + p * width + r;
+            _mm256_storeu_pd(o, _mm256_permute2f128_pd(t0, t2, 0x20));
+            _mm256_storeu_pd(o + width, _mm256_permute2f128_pd(t1, t3, 0x20));
+            _mm256_storeu_pd(o + 2 * width, _mm256_permute2f128_pd(t0, t2, 0x31));
+            _mm256_storeu_pd(o + 3 * width, _mm256_permute2f128_pd(t1, t3, 0x31));
+        }
+        for (int r = rows4; r < width; r++) {
+            for (int q = 0; q < 4; q++) {
+                out[(p + q) * width + r] = x[r * inc_mn + p + q];
+            }
+        }
+    }
+    for (; p < kc; p++) {
+        for (int r = 0; r < width; r++) {
+            out[p * width + r] = x[r * inc_mn + p];
+        }
+    }
+}
+
+static NNF_TARGET_AVX2 void transpose8_f32(const float *x, nnf_int inc_mn, float *o,
+                                           nnf_int width)
+{
+    __m256 r0 = _mm256_loadu_ps(x);
+    __m256 r1 = _mm256_loadu_ps(x + inc_mn);
+    __m256 r2 = _mm256_loadu_ps(x + 2 * inc_mn);
+    __m256 r3 = _mm256_loadu_ps(x + 3 * inc_mn);
+    __m256 r4 = _mm256_loadu_ps(x + 4 * inc_mn);
+    __m256 r5 = _mm256_loadu_ps(x + 5 * inc_mn);
+    __m256 r6 = _mm256_loadu_ps(x + 6 * inc_mn);
+    __m256 r7 = _mm256_loadu_ps(x + 7 * inc_mn);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1);
+    __m256 t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3);
+    __m256 t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5);
+    __m256 t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7);
+    __m256 t7 = _mm256_unpackhi_ps(r6, r7);
+    /* u0 holds k step 0 of rows 0-3 (low half) and k step 4 (high half). */
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44);
+    __m256 u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44);
+    __m256 u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44);
+    __m256 u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44);
+    __m256 u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(o + width, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(o + 2 * width, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(o + 3 * width, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(o + 4 * width, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(o + 5 * width, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(o + 6 * width, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(o + 7 * width, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+static NNF_TARGET_AVX2 void transpose4_f32(const float *x, nnf_int inc_mn, float *o,
+                                           nnf_int width)
+{
+    __m128 r0 = _mm_loadu_ps(x);
+    __m128 r1 = _mm_loadu_ps(x + inc_mn);
+    __m128 r2 = _mm_loadu_ps(x + 2 * inc_mn);
+    __m128 r3 = _mm_loadu_ps(x + 3 * inc_mn);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    _mm_storeu_ps(o, r0);
+    _mm_storeu_ps(o + width, r1);
+    _mm_storeu_ps(o + 2 * width, r2);
+    _mm_storeu_ps(o + 3 * width, r3);
+}
+
+static NNF_TARGET_AVX2 void pack_transposed_f32(nnf_int kc, const float *x, nnf_int inc_mn,
+                                                int width, float *out)
+{
+    const int rows8 = width / 8 * 8;
+    const int rows4 = width / 4 * 4;
+    nnf_int p = 0;
+    for (; p + 8 <= kc; p += 8) {
+        for (int r = 0; r < rows8; r += 8) {
+            transpose8_f32(x + r * inc_mn + p, inc_mn, out + p * width + r, width);
+        }
+        if (rows4 > rows8) {
+            transpose4_f32(x + rows8 * inc_mn + p, inc_mn, out + p * width + rows8, width);
+            transpose4_f32(x + rows8 * inc_mn + p + 4, inc_mn, out + (p + 4) * width + rows8,
+                           width);
+        }
+        for (int r = rows4; r < width; r++) {
+            for (int q = 0; q < 8; q++) {
+                out[(p + q) * width + r] = x[r * inc_mn + p + q];
+            }
+        }
+    }
+    for (; p < kc; p++) {
+        for (int r = 0; r < width; r++) {
+            out[p * width + r] = x[r * inc_mn + p];
+        }
+    }
+}
+
+#define NNF_DEFINE_PACK_AVX2(T, SUF)                                                         \
+    void nnf_pack_avx2_##SUF(nnf_int mn, nnf_int kc, const void *x, nnf_int inc_mn,        \
+                             nnf_int inc_k, int width, void *packed)                       \
+    {                                                                                      \
+        if (inc_k != 1 || inc_mn == 1) {                                                   \
+            nnf_pack_##SUF(mn, kc, x, inc_mn, inc_k, width, packed);                       \
+            return;                                                                        \
+        }                                                                                  \
+        const T *xt = (const T *)x;                                                        \
+        T *out = (T *)packed;                                                              \
+        nnf_int full = mn / width * width;                                                 \
+        for (nnf_int i = 0; i < full; i += width) {                                        \
+            pack_transposed_##SUF(kc, xt + i * inc_mn, inc_mn, width, out + i * kc);       \
+        }                                                                                  \
+        if (full < mn) {                                                                   \
+            nnf_pack_##SUF(mn - full, kc, xt + full * inc_mn, inc_mn, inc_k, width,        \
+                           out + full * kc);                                               \
+        }                                                                                  \
+    }
+
+NNF_DEFINE_PACK_AVX2(float, f32)
+NNF_DEFINE_PACK_AVX2(double, f64)
+
+#endif /* NNF_X86_KERNELS */

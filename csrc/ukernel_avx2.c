@@ -45,43 +45,52 @@
     }
 
 /*
- * One kernel body per dtype, with the tile height mr a compile-time constant
- * at each instantiation below. After full unrolling GCC and Clang keep the
- * acc array in registers (checked in the generated assembly: no stack
- * accesses in the k loop). VEC is the lanes per ymm register.
+ * One kernel body per dtype. The tile height mr and the vectors per tile
+ * row nv (NR = nv * VEC) are compile-time constants at each instantiation
+ * below. After full unrolling GCC and Clang keep the acc array in registers
+ * (checked in the generated assembly: no stack accesses in the k loops).
+ * VEC is the lanes per ymm register.
  */
-#define NNF_DEFINE_AVX2_BODY(T, SUF, VEC, VTYPE, LOAD, LOADU, STORE, STOREU, BROADCAST, SET1,  \
-                             ZERO, MUL, FMADD)                                             \
+#define NNF_DEFINE_AVX2_BODY(T, SUF, VEC, VTYPE, LOADU, STORE, STOREU, BROADCAST, SET1, ZERO,  \
+                             MUL, FMADD)                                                   \
     static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void ukr_avx2_body_##SUF( \
-        const int mr, nnf_int m_cur, nnf_int n_cur, nnf_int kc, const T *ap, nnf_int rs_a, \
-        nnf_int cs_a, const T *bp, nnf_int rs_b, T *c, nnf_int rs_c, nnf_int cs_c, T alpha, \
-        T beta)                                                                            \
+        const int mr, const int nv, nnf_int m_cur, nnf_int n_cur, nnf_int kc, const T *ap,  \
+        nnf_int rs_a, nnf_int cs_a, const T *bp, nnf_int rs_b, T *c, nnf_int rs_c,         \
+        nnf_int cs_c, T alpha, T beta)                                                     \
     {                                                                                      \
-        enum { NR = 2 * VEC };                                                             \
-        VTYPE acc[NNF_MR_AVX2_MAX][2];                                                     \
+        const int nr = nv * VEC;                                                           \
+        const int full = m_cur == mr && n_cur == nr && cs_c == 1;                          \
+        VTYPE acc[NNF_MR_AVX2_MAX][NNF_NV_AVX2_MAX];                                       \
+        VTYPE b[NNF_NV_AVX2_MAX];                                                          \
         _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                               \
         {                                                                                  \
-            acc[i][0] = ZERO();                                                            \
-            acc[i][1] = ZERO();                                                            \
+            _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                           \
+            {                                                                              \
+                acc[i][v] = ZERO();                                                        \
+            }                                                                              \
         }                                                                                  \
-        if (m_cur == mr && n_cur == NR && cs_c == 1) {                                     \
+        if (full) {                                                                        \
             _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                           \
             {                                                                              \
                 _mm_prefetch((const char *)(c + i * rs_c), _MM_HINT_T0);                   \
-                _mm_prefetch((const char *)(c + i * rs_c + NR - 1), _MM_HINT_T0);          \
+                _mm_prefetch((const char *)(c + i * rs_c + nr - 1), _MM_HINT_T0);          \
             }                                                                              \
         }                                                                                  \
                                                                                            \
         if (rs_a == 1 && cs_a == mr) {                                                     \
             /* Packed A: the MR values of each k step are adjacent. */                     \
             for (nnf_int p = 0; p < kc; p++) {                                             \
-                const VTYPE b0 = LOADU(bp);                                                \
-                const VTYPE b1 = LOADU(bp + VEC);                                          \
+                _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                       \
+                {                                                                          \
+                    b[v] = LOADU(bp + v * VEC);                                            \
+                }                                                                          \
                 _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                       \
                 {                                                                          \
                     const VTYPE a = BROADCAST(ap + i);                                     \
-                    acc[i][0] = FMADD(a, b0, acc[i][0]);                                   \
-                    acc[i][1] = FMADD(a, b1, acc[i][1]);                                   \
+                    _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                   \
+                    {                                                                      \
+                        acc[i][v] = FMADD(a, b[v], acc[i][v]);                             \
+                    }                                                                      \
                 }                                                                          \
                 ap += mr;                                                                  \
                 bp += rs_b;                                                                \
@@ -89,13 +98,17 @@
         } else {                                                                           \
             /* A read in place: one broadcast per row, from any strides. */                \
             for (nnf_int p = 0; p < kc; p++) {                                             \
-                const VTYPE b0 = LOADU(bp);                                                \
-                const VTYPE b1 = LOADU(bp + VEC);                                          \
+                _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                       \
+                {                                                                          \
+                    b[v] = LOADU(bp + v * VEC);                                            \
+                }                                                                          \
                 _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                       \
                 {                                                                          \
                     const VTYPE a = BROADCAST(ap + i * rs_a);                              \
-                    acc[i][0] = FMADD(a, b0, acc[i][0]);                                   \
-                    acc[i][1] = FMADD(a, b1, acc[i][1]);                                   \
+                    _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                   \
+                    {                                                                      \
+                        acc[i][v] = FMADD(a, b[v], acc[i][v]);                             \
+                    }                                                                      \
                 }                                                                          \
                 ap += cs_a;                                                                \
                 bp += rs_b;                                                                \
@@ -103,56 +116,59 @@
         }                                                                                  \
                                                                                            \
         const VTYPE valpha = SET1(alpha);                                                  \
-        if (m_cur == mr && n_cur == NR && cs_c == 1) {                                     \
+        if (full) {                                                                        \
             const VTYPE vbeta = SET1(beta);                                                \
             _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                           \
             {                                                                              \
-                T *ci = c + i * rs_c;                                                      \
-                VTYPE t0 = MUL(valpha, acc[i][0]);                                         \
-                VTYPE t1 = MUL(valpha, acc[i][1]);                                         \
-                if (beta != (T)0) {                                                        \
-                    t0 = FMADD(vbeta, LOADU(ci), t0);                                      \
-                    t1 = FMADD(vbeta, LOADU(ci + VEC), t1);                                \
+                _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                       \
+                {                                                                          \
+                    T *civ = c + i * rs_c + v * VEC;                                       \
+                    VTYPE t = MUL(valpha, acc[i][v]);                                      \
+                    if (beta != (T)0) {                                                    \
+                        t = FMADD(vbeta, LOADU(civ), t);                                   \
+                    }                                                                      \
+                    STOREU(civ, t);                                                        \
                 }                                                                          \
-                STOREU(ci, t0);                                                            \
-                STOREU(ci + VEC, t1);                                                      \
             }                                                                              \
             return;                                                                        \
         }                                                                                  \
                                                                                            \
-        T tile[NNF_MR_AVX2_MAX * NR] __attribute__((aligned(32)));                         \
+        T tile[NNF_MR_AVX2_MAX * NNF_NV_AVX2_MAX * VEC] __attribute__((aligned(32)));      \
         _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                               \
         {                                                                                  \
-            STORE(tile + i * NR, acc[i][0]);                                               \
-            STORE(tile + i * NR + VEC, acc[i][1]);                                         \
+            _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                           \
+            {                                                                              \
+                STORE(tile + i * nr + v * VEC, acc[i][v]);                                 \
+            }                                                                              \
         }                                                                                  \
-        NNF_MERGE_TILE(T, tile, NR)                                                        \
+        NNF_MERGE_TILE(T, tile, nr)                                                        \
     }
 
-NNF_DEFINE_AVX2_BODY(float, f32, 8, __m256, _mm256_load_ps, _mm256_loadu_ps, _mm256_store_ps,
-                     _mm256_storeu_ps, _mm256_broadcast_ss, _mm256_set1_ps, _mm256_setzero_ps,
-                     _mm256_mul_ps, _mm256_fmadd_ps)
-NNF_DEFINE_AVX2_BODY(double, f64, 4, __m256d, _mm256_load_pd, _mm256_loadu_pd,
-                     _mm256_store_pd, _mm256_storeu_pd, _mm256_broadcast_sd, _mm256_set1_pd,
-                     _mm256_setzero_pd, _mm256_mul_pd, _mm256_fmadd_pd)
+NNF_DEFINE_AVX2_BODY(float, f32, 8, __m256, _mm256_loadu_ps, _mm256_store_ps, _mm256_storeu_ps,
+                     _mm256_broadcast_ss, _mm256_set1_ps, _mm256_setzero_ps, _mm256_mul_ps,
+                     _mm256_fmadd_ps)
+NNF_DEFINE_AVX2_BODY(double, f64, 4, __m256d, _mm256_loadu_pd, _mm256_store_pd,
+                     _mm256_storeu_pd, _mm256_broadcast_sd, _mm256_set1_pd, _mm256_setzero_pd,
+                     _mm256_mul_pd, _mm256_fmadd_pd)
 
-/* The exported kernels, one per dtype and tile height. */
-#define NNF_DEFINE_AVX2_UKR(T, SUF, MR)                                                      \
-    NNF_TARGET_AVX2 void nnf_ukr_avx2_mr##MR##_##SUF(                                      \
+/* The exported kernels, one per dtype and tile shape MR x (NV vectors). */
+#define NNF_DEFINE_AVX2_UKR(T, SUF, MR, NV)                                                  \
+    NNF_TARGET_AVX2 void nnf_ukr_avx2_##MR##x##NV##_##SUF(                                 \
         nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a, nnf_int rs_a, nnf_int cs_a, \
         const void *b, nnf_int rs_b, void *c, nnf_int rs_c, nnf_int cs_c, const void *alpha, \
         const void *beta)                                                                  \
     {                                                                                      \
-        ukr_avx2_body_##SUF(MR, m_cur, n_cur, kc, (const T *)a, rs_a, cs_a, (const T *)b,  \
-                            rs_b, (T *)c, rs_c, cs_c, *(const T *)alpha,                   \
+        ukr_avx2_body_##SUF(MR, NV, m_cur, n_cur, kc, (const T *)a, rs_a, cs_a,            \
+                            (const T *)b, rs_b, (T *)c, rs_c, cs_c, *(const T *)alpha,     \
                             *(const T *)beta);                                             \
     }
 
-NNF_DEFINE_AVX2_UKR(float, f32, 6)
-NNF_DEFINE_AVX2_UKR(float, f32, 5)
-NNF_DEFINE_AVX2_UKR(float, f32, 4)
-NNF_DEFINE_AVX2_UKR(double, f64, 6)
-NNF_DEFINE_AVX2_UKR(double, f64, 5)
-NNF_DEFINE_AVX2_UKR(double, f64, 4)
+NNF_DEFINE_AVX2_UKR(float, f32, 6, 2)
+NNF_DEFINE_AVX2_UKR(float, f32, 5, 2)
+NNF_DEFINE_AVX2_UKR(float, f32, 4, 2)
+NNF_DEFINE_AVX2_UKR(double, f64, 6, 2)
+NNF_DEFINE_AVX2_UKR(double, f64, 5, 2)
+NNF_DEFINE_AVX2_UKR(double, f64, 4, 2)
+NNF_DEFINE_AVX2_UKR(double, f64, 4, 3)
 
 #endif /* NNF_X86_KERNELS */
