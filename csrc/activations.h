@@ -124,27 +124,28 @@ static inline T nnf_gelu_bwd_##S(T x, T dy)                                     
     return dy * slope;                                                                   \
 }                                                                                        \
                                                                                          \
-/* gelu with approximate=True: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */       \
+/* gelu with approximate=True: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3),  \
+ * computed as x * sigmoid(2u), which is equal and avoids the cancellation in 1 + tanh(u) \
+ * for negative x. */                                                                    \
 static inline T nnf_gelu_tanh_fwd_##S(T x)                                               \
 {                                                                                        \
     if (isinf(x)) {                                                                      \
         return x > 0 ? x : (T)0;                                                         \
     }                                                                                    \
     T inner = (T)NNF_SQRT_2_OVER_PI * (x + (T)NNF_GELU_CUBIC * (x * x * x));             \
-    return (T)0.5 * x * ((T)1 + tanh##F(inner));                                         \
+    return x * nnf_sigmoid_fwd_##S((T)2 * inner);                                        \
 }                                                                                        \
-/* With t = tanh(u): 0.5 (1 + t) + 0.5 x (1 - t^2) u'(x). Once t rounds to +-1     \
- * (|x| above about 5.5 in float, 7.2 in double) the second term is skipped, so    \
- * x * u'(x) cannot overflow to inf and make 0 * inf = NaN. */                          \
+/* With s = sigmoid(2u): s + 2 x s (1 - s) u'(x). Once s (1 - s) rounds to 0 the        \
+ * second term is skipped, so x * u'(x) cannot overflow to inf and make 0 * inf = NaN. */ \
 static inline T nnf_gelu_tanh_bwd_##S(T x, T dy)                                         \
 {                                                                                        \
     T inner = (T)NNF_SQRT_2_OVER_PI * (x + (T)NNF_GELU_CUBIC * (x * x * x));             \
-    T t = tanh##F(inner);                                                                \
-    T sech2 = ((T)1 - t) * ((T)1 + t);                                                   \
-    T slope = (T)0.5 * ((T)1 + t);                                                       \
-    if (sech2 != 0) {                                                                    \
+    T s = nnf_sigmoid_fwd_##S((T)2 * inner);                                             \
+    T spread = s * ((T)1 - s);                                                           \
+    T slope = s;                                                                         \
+    if (spread != 0) {                                                                   \
         T inner_slope = (T)NNF_SQRT_2_OVER_PI * ((T)1 + (T)(3 * NNF_GELU_CUBIC) * (x * x)); \
-        slope = slope + (T)0.5 * x * sech2 * inner_slope;                                \
+        slope = slope + (T)2 * x * spread * inner_slope;                                 \
     }                                                                                    \
     return dy * slope;                                                                   \
 }                                                                                        \

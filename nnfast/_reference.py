@@ -305,7 +305,12 @@ INV_SQRT_2PI = 0.39894228040143267793994605993438
 SQRT_2_OVER_PI = 0.79788456080286535587989211986876
 GELU_CUBIC = 0.044715
 
-_erfc = np.frompyfunc(math.erfc, 1, 1)
+_erfc_objects = np.frompyfunc(math.erfc, 1, 1)
+
+
+def _erfc(z):
+    """Return erfc(z) in float64, elementwise, for an array of any shape."""
+    return np.asarray(_erfc_objects(z), dtype=np.float64)
 
 
 def _finite_part(x):
@@ -349,7 +354,7 @@ def _selu_backward(x, y, dy, parameter):
 def _gelu(x, parameter):
     # 0.5 x (1 + erf(x / sqrt 2)) as 0.5 x erfc(-x / sqrt 2), in double.
     finite = _finite_part(x).astype(np.float64)
-    y = 0.5 * finite * _erfc(-finite * SQRT1_2).astype(np.float64)
+    y = 0.5 * finite * _erfc(-finite * SQRT1_2)
     return _limit_at_inf(x, y, np.inf, 0.0)
 
 
@@ -359,7 +364,7 @@ def _gelu_backward(x, y, dy, parameter):
     finite = _finite_part(x).astype(np.float64)
     with np.errstate(over="ignore"):
         density = np.exp(-0.5 * finite * finite) * INV_SQRT_2PI
-    slope = 0.5 * _erfc(-finite * SQRT1_2).astype(np.float64) + finite * density
+    slope = 0.5 * _erfc(-finite * SQRT1_2) + finite * density
     return dy * _limit_at_inf(x, slope, 1.0, 0.0)
 
 
@@ -370,21 +375,22 @@ def _gelu_inner(x):
 
 
 def _gelu_approximate(x, parameter):
+    # 0.5 x (1 + tanh(u)) as x * sigmoid(2u), which is equal and avoids the
+    # cancellation in 1 + tanh(u) for negative x.
     finite = _finite_part(x)
-    y = 0.5 * finite * (1 + np.tanh(_gelu_inner(finite)))
+    y = finite * _sigmoid(2 * _gelu_inner(finite))
     return _limit_at_inf(x, y, np.inf, 0.0)
 
 
 def _gelu_approximate_backward(x, y, dy, parameter):
-    # With t = tanh(u): 0.5 (1 + t) + 0.5 x (1 - t^2) u'(x). Where t rounds to
-    # +-1 the second term is skipped, because x u'(x) may overflow there.
-    t = np.tanh(_gelu_inner(x))
-    sech2 = (1 - t) * (1 + t)
-    slope = 0.5 * (1 + t)
+    # With s = sigmoid(2u): s + 2 x s (1 - s) u'(x). Where s (1 - s) rounds to
+    # 0 the second term is skipped, because x u'(x) may overflow there.
+    s = _sigmoid(2 * _gelu_inner(x))
+    spread = s * (1 - s)
     with np.errstate(over="ignore", invalid="ignore"):
         inner_slope = SQRT_2_OVER_PI * (1 + (3 * GELU_CUBIC) * (x * x))
-        curved = slope + 0.5 * x * sech2 * inner_slope
-    return dy * np.where(sech2 != 0, curved, slope)
+        curved = s + 2 * x * spread * inner_slope
+    return dy * np.where(spread != 0, curved, s)
 
 
 def _silu(x, parameter):
