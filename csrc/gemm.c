@@ -7,9 +7,14 @@
  *   ic over m in steps of MC   (pack an MC x KC block of A, which lives in L2)
  *   jr over the NR-wide micro-panels of packed B (one stays in L1)
  *   ir over the MR-tall micro-panels of packed A, calling the micro-kernel.
- * The first k block scales C by beta; later blocks add to it. After the last
- * k block of a tile, the epilogue (bias, activation, pre-activation copy)
- * runs on that tile while it is still in L1.
+ * The first k block scales C by beta, and later blocks add to it. After the
+ * last k block of a tile, the epilogue (bias, activation, pre-activation
+ * copy) runs on that tile while it is still in L1.
+ *
+ * Plan: before the loops, choose_kernel picks the tile shape (MR x NR) and
+ * whether to compute C^T = B^T A^T instead, by estimated time. For small
+ * products choose_direct lets the micro-kernel read A, or B with contiguous
+ * rows, in place instead of packing them (edge panels are always packed).
  *
  * Threads: one OpenMP team packs each B panel together (split by micro-panel,
  * then a barrier). The team then splits either the rows of C (ic: each thread
@@ -42,17 +47,19 @@
  * Products with fewer flops (2 m n k) than this run on one thread.
  * NOTE: an estimate (a 48^3 product), not yet measured.
  */
+#ifndef NNF_GEMM_PARALLEL_MIN_FLOPS
 #define NNF_GEMM_PARALLEL_MIN_FLOPS 200000.0
+#endif
 
 /*
  * A is read in place instead of packed when B has at most
- * NNF_DIRECT_A_MAX_PANELS micro-panels, and B (with contiguous rows) when A
- * has at most NNF_DIRECT_B_MAX_PANELS. Measured on a Zen 4 core with the
- * products of benchmarks/gemm.py: reading B in place with 2 A panels
- * (128 x 10 x 256) is 1.3x faster than packing it, but with 8 A panels
- * (float64 32 x 128 x 784, B rows 1 KiB apart, so a B micro-panel maps to 4
- * L1 sets and misses on every reuse) it is 15% slower. Reading A in place
- * with up to 8 B panels was as fast or faster in every product measured.
+ * NNF_DIRECT_A_MAX_PANELS micro-panels (half that when the rows of A are not
+ * contiguous, because then packing A is a cheap copy). B, when its rows are
+ * contiguous, is read in place when A has at most NNF_DIRECT_B_MAX_PANELS.
+ * Measured on one Zen 4 core with the products of benchmarks/gemm.py: reading
+ * B in place with 2 A panels (128 x 10 x 256) is 1.3x faster than packing it.
+ * With 8 A panels (float64 32 x 128 x 784) it is 15% slower, because B rows
+ * 1 KiB apart map a B micro-panel to 4 L1 sets, so every reuse misses L1.
  */
 #define NNF_DIRECT_A_MAX_PANELS 8
 #define NNF_DIRECT_B_MAX_PANELS 2
@@ -179,10 +186,9 @@ static const nnf_gemm_kernel kernels_ref_f64[] = {
 
 #ifdef NNF_X86_KERNELS
 /*
- * Tile costs: time per padded element relative to MR = 6, an estimate from
- * the B loads and loop overhead per FMA (2 loads per 2 MR FMAs).
- * NOTE: estimates, so that a shorter tile is chosen only when it removes
- * enough padding; they decide between tile heights, not correctness.
+ * Tile costs: time per padded element relative to the 6 x 16 and 6 x 8
+ * tiles, which load the fewest values per FMA. NOTE: estimates; they only
+ * make a shorter tile win when it removes enough padding.
  */
 static const nnf_gemm_kernel kernels_avx2_f32[] = {
     NNF_KERNEL("avx2+fma", float, 6, 16, NNF_KC_F32, 1.0, nnf_ukr_avx2_6x2_f32,
@@ -417,7 +423,7 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
                 }
             }
 
-            /* Nobody may repack B while another thread still reads it. */
+            /* No thread may repack B while another one still reads it. */
 #pragma omp barrier
             pc += kc;
         } while (pc < k);
@@ -470,17 +476,18 @@ static void transpose_problem(gemm_plan *g)
 
 /*
  * Packing an operand pays off when its micro-panels are reused many times.
- * A small product reuses each B panel once per A panel (and each A panel
- * once per B panel), so with few panels on the other side the micro-kernel
- * reads the operand in place: A with any strides, B when its rows are
- * contiguous. Edge panels are still packed, zero-padded.
+ * Each B panel is used once per A panel and each A panel once per B panel.
+ * So when the other side has few panels, the micro-kernel reads the operand
+ * in place: A with any strides, B only when its rows are contiguous. Edge
+ * panels are still packed and zero-padded.
  */
-static void choose_direct(const nnf_gemm_kernel *kern, nnf_int m, nnf_int n, nnf_int cs_b,
-                          int *direct_a, int *direct_b)
+static void choose_direct(const nnf_gemm_kernel *kern, nnf_int m, nnf_int n, nnf_int cs_a,
+                          nnf_int cs_b, int *direct_a, int *direct_b)
 {
     nnf_int panels_m = (m + kern->mr - 1) / kern->mr;
     nnf_int panels_n = (min_int(n, kern->nc) + kern->nr - 1) / kern->nr;
-    *direct_a = panels_n <= NNF_DIRECT_A_MAX_PANELS;
+    nnf_int max_panels = cs_a == 1 ? NNF_DIRECT_A_MAX_PANELS : NNF_DIRECT_A_MAX_PANELS / 2;
+    *direct_a = panels_n <= max_panels;
     *direct_b = cs_b == 1 && panels_m <= NNF_DIRECT_B_MAX_PANELS;
 }
 
@@ -516,7 +523,7 @@ static void choose_kernel(gemm_plan *g, const nnf_gemm_kernel *kernels, int coun
             double cost = padded_area(kern, m, n) * (double)g->k * kern->tile_cost /
                           lanes_per_cycle;
             int direct_a, direct_b;
-            choose_direct(kern, m, n, cs_b, &direct_a, &direct_b);
+            choose_direct(kern, m, n, cs_a, cs_b, &direct_a, &direct_b);
             if (!direct_a) {
                 double n_blocks = (double)((n + kern->nc - 1) / kern->nc);
                 cost += n_blocks * pack_cycles((double)m * (double)g->k, rs_a, cs_a);
@@ -552,7 +559,7 @@ static int gemm_run(gemm_plan *g, const nnf_gemm_kernel *kernels, int count, int
 
     nnf_int panels_m = (m + kern->mr - 1) / kern->mr;
     nnf_int panels_n = (min_int(n, kern->nc) + kern->nr - 1) / kern->nr;
-    choose_direct(kern, m, n, g->cs_b, &g->direct_a, &g->direct_b);
+    choose_direct(kern, m, n, g->cs_a, g->cs_b, &g->direct_a, &g->direct_b);
     g->split_m = panels_m >= panels_n;
     int nt = n_threads > 0 ? n_threads : 1;
     if (2.0 * (double)m * (double)n * (double)k < NNF_GEMM_PARALLEL_MIN_FLOPS) {

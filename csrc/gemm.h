@@ -17,8 +17,8 @@ extern "C" {
 
 /*
  * Cache sizes the block sizes are derived from: a 32 KiB L1d and a 1 MiB L2
- * per core (AMD Zen 4, Intel Skylake-SP and later; Zen 2 and 3 have 512 KiB
- * L2, which still holds an A block at half the size used here).
+ * per core, as on AMD Zen 4 and Intel Skylake-SP and later, and a quarter of
+ * a 32 MiB shared L3. On Zen 2 and 3 (512 KiB L2) an A block fills all of L2.
  */
 #define NNF_L1D_BYTES (32 * 1024)
 #define NNF_L2_BYTES (1024 * 1024)
@@ -26,15 +26,16 @@ extern "C" {
 
 /*
  * KC: a KC x NR micro-panel of packed B stays in L1 while the micro-kernel
- * sweeps the A micro-panels, so KC * NR * sizeof(T) is half of L1d (16 KiB),
- * leaving the other half for the streaming A micro-panel and C.
+ * sweeps the A micro-panels, so KC * NR * sizeof(T) is half of L1d for the
+ * 16-wide float32 and 8-wide float64 tiles (the 12-wide float64 tile takes
+ * three quarters). The rest of L1 holds the streaming A micro-panel and C.
  * MC: an MC x KC block of packed A takes about half of L2.
- * NC: a KC x NC panel of packed B takes a share of L3.
+ * NC: a KC x NC panel of packed B takes NNF_L3_SHARE_BYTES.
  * Each MC is a multiple of its MR and each NC a multiple of its NR, so edge
  * tiles only occur at the end of the matrix, whatever the thread count.
  */
-#define NNF_KC_F32 256
-#define NNF_KC_F64 256
+#define NNF_KC_F32 (NNF_L1D_BYTES / 2 / (16 * 4))
+#define NNF_KC_F64 (NNF_L1D_BYTES / 2 / (8 * 8))
 
 /*
  * AVX2+FMA: MR x 16 (float32) and MR x 8 (float64) tiles with MR from 4 to 6,
