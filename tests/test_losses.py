@@ -1,11 +1,14 @@
 """Compiled loss kernels against the NumPy reference."""
 
+import warnings
+
 import numpy as np
 import pytest
 from _tolerances import eps, tolerance
 
 from nnfast import _losses as compiled
 from nnfast import _reference as reference
+from nnfast import losses
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
@@ -628,3 +631,501 @@ def test_squared_error_sum_overflow():
     pred = np.array([[half, half]])
     loss, _ = compiled.mean_squared_error(pred, np.zeros_like(pred))
     assert loss[0] == np.inf
+
+
+# ---------------------------------------------------------------------------
+# Elementwise losses: mean absolute error, Huber, binary cross-entropy and
+# KL divergence.
+# ---------------------------------------------------------------------------
+
+def elementwise_inputs(case, shape, dtype, rng):
+    """Return (pred, target) for an elementwise loss ``case``.
+
+    Probabilities include exact 0 and 1 on some rows, so that the clipping
+    paths run, and KL targets include zeros.
+    """
+    n_samples, n_outputs = shape
+    if case in ("mae", "huber", "huber_narrow"):
+        pred = 2 * rng.standard_normal(shape)
+        target = 2 * rng.standard_normal(shape)
+    elif case == "bce_logits":
+        pred = 4 * rng.standard_normal(shape)
+        target = rng.random(shape)
+    elif case == "bce_probabilities":
+        pred = rng.random(shape)
+        pred[::3, 0] = 0.0
+        pred[1::3, -1] = 1.0
+        target = (rng.random(shape) > 0.5).astype(np.float64)
+    else:
+        pred = rng.random(shape)
+        pred[::4, 0] = 0.0
+        target = rng.random(shape)
+        target[1::4, -1] = 0.0
+    return pred.astype(dtype), target.astype(dtype)
+
+
+# Kernel name and keyword arguments per case.
+ELEMENTWISE_CASES = {
+    "mae": ("mean_absolute_error", {}),
+    "huber": ("huber", {}),
+    "huber_narrow": ("huber", {"delta": 0.3}),
+    "bce_logits": ("binary_cross_entropy", {"from_logits": True}),
+    "bce_probabilities": ("binary_cross_entropy", {}),
+    "kld": ("kl_divergence", {}),
+}
+
+# Cases whose gradients use only +, -, *, / and comparisons, in the
+# reference's order, so they match bit for bit. The logits form calls exp.
+EXACT_GRADIENT = ("mae", "huber", "huber_narrow", "bce_probabilities", "kld")
+
+
+def run_elementwise(module, case, pred, target, **kwargs):
+    name, case_kwargs = ELEMENTWISE_CASES[case]
+    return getattr(module, name)(pred, target, **case_kwargs, **kwargs)
+
+
+def elementwise_loss_atol(case, n_outputs, dtype):
+    """Return the atol for per-sample losses.
+
+    Element losses are rounded to the dtype in both paths and summed in a
+    different order (double in the compiled kernels, pairwise in the dtype
+    in NumPy). KL terms t log(t / p) may have either sign and reach
+    |log(1e-7)| < 17, so their sum may cancel. The others are sums of
+    nonnegative terms, where the rtol covers it.
+    """
+    if case != "kld":
+        return tolerance(dtype)["atol"]
+    return 4 * 17 * n_outputs * eps(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("case", list(ELEMENTWISE_CASES))
+def test_elementwise_matches_reference(case, shape, weighted, dtype, rng):
+    pred, target = elementwise_inputs(case, shape, dtype, rng)
+    weights = rng.random(shape[0]).astype(dtype) if weighted else None
+    grad = np.empty_like(pred)
+    expected_grad = np.empty_like(pred)
+    loss, grad_result = run_elementwise(compiled, case, pred, target, sample_weight=weights,
+                                        grad_scale=0.3, grad_out=grad)
+    expected_loss, _ = run_elementwise(reference, case, pred, target, sample_weight=weights,
+                                       grad_scale=0.3, grad_out=expected_grad)
+    assert grad_result is grad
+    assert loss.dtype == dtype
+    assert loss.shape == (shape[0],)
+    assert_close(loss, expected_loss, dtype, elementwise_loss_atol(case, shape[1], dtype))
+    if case in EXACT_GRADIENT:
+        np.testing.assert_array_equal(grad, expected_grad)
+    else:
+        np.testing.assert_allclose(grad, expected_grad, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", list(ELEMENTWISE_CASES))
+def test_elementwise_any_layout(case, layout, dtype, rng):
+    pred, target = elementwise_inputs(case, (19, 7), dtype, rng)
+    expected = run_elementwise(compiled, case, pred, target, grad_out=np.empty_like(pred))
+    actual = run_elementwise(compiled, case, as_layout(pred, layout),
+                             as_layout(target, layout), grad_out=np.empty_like(pred))
+    np.testing.assert_array_equal(actual[0], expected[0])
+    np.testing.assert_array_equal(actual[1], expected[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", list(ELEMENTWISE_CASES))
+def test_elementwise_independent_of_threads(case, dtype, rng):
+    # 600 x 70 elements are past both thresholds, and a row is never split.
+    pred, target = elementwise_inputs(case, (600, 70), dtype, rng)
+    weights = rng.random(600).astype(dtype)
+    results = []
+    for n_threads in (1, 2):
+        grad = np.empty_like(pred)
+        loss, _ = run_elementwise(compiled, case, pred, target, sample_weight=weights,
+                                  grad_out=grad, n_threads=n_threads)
+        results.append((loss, grad))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("over", ["pred", "target"])
+@pytest.mark.parametrize("case", list(ELEMENTWISE_CASES))
+def test_elementwise_gradient_in_place(case, over, rng):
+    pred, target = elementwise_inputs(case, (5, 4), np.float64, rng)
+    expected_loss, expected_grad = run_elementwise(compiled, case, pred, target,
+                                                   grad_out=np.empty((5, 4)))
+    out = pred if over == "pred" else target
+    loss, grad = run_elementwise(compiled, case, pred, target, grad_out=out)
+    assert grad is out
+    np.testing.assert_array_equal(loss, expected_loss)
+    np.testing.assert_array_equal(out, expected_grad)
+
+
+@pytest.mark.parametrize("case", list(ELEMENTWISE_CASES))
+def test_elementwise_outputs(case, rng):
+    pred, target = elementwise_inputs(case, (5, 3), np.float64, rng)
+    loss_out = np.full(10, np.nan)[::2]
+    grad_out = np.asfortranarray(np.full((5, 3), np.nan))
+    loss, grad = run_elementwise(compiled, case, pred, target, loss_out=loss_out,
+                                 grad_out=grad_out)
+    assert np.shares_memory(loss, loss_out)
+    assert grad is grad_out
+    expected_loss, expected_grad = run_elementwise(compiled, case, pred, target,
+                                                   grad_out=np.empty((5, 3)))
+    np.testing.assert_array_equal(loss_out, expected_loss)
+    np.testing.assert_array_equal(grad_out, expected_grad)
+    only_loss, no_grad = run_elementwise(compiled, case, pred, target)
+    assert no_grad is None
+    np.testing.assert_array_equal(only_loss, expected_loss)
+
+
+@pytest.mark.parametrize("case", list(ELEMENTWISE_CASES))
+def test_elementwise_empty_batch(case):
+    pred = np.zeros((0, 3))
+    loss, grad = run_elementwise(compiled, case, pred, pred.copy(), grad_out=np.zeros((0, 3)))
+    assert loss.shape == (0,)
+    assert grad.shape == (0, 3)
+
+
+@pytest.mark.parametrize("case", list(ELEMENTWISE_CASES))
+def test_elementwise_argument_errors(case):
+    name = ELEMENTWISE_CASES[case][0]
+    with pytest.raises(TypeError, match=f"{name}: pred and target must have the same dtype, got float64 and float32"):
+        run_elementwise(compiled, case, np.zeros((2, 3)), np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match=rf"{name}: pred and target must have the same shape, got \(2, 3\) and \(3, 2\)"):
+        run_elementwise(compiled, case, np.zeros((2, 3)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"pred must be 2-D \(n_samples, n_features\), got shape \(6,\)"):
+        run_elementwise(compiled, case, np.zeros(6), np.zeros(6))
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(2,\), got \(3,\)"):
+        run_elementwise(compiled, case, np.zeros((2, 3)), np.zeros((2, 3)),
+                        sample_weight=np.ones(3))
+    with pytest.raises(TypeError, match="pred must have dtype float32 or float64, got int64"):
+        run_elementwise(compiled, case, np.zeros((2, 3), np.int64), np.zeros((2, 3), np.int64))
+
+
+@pytest.mark.parametrize("delta", [0.0, -1.0, float("nan"), float("inf")])
+def test_huber_delta_rejected(delta):
+    with pytest.raises(ValueError, match="huber: delta must be finite and > 0"):
+        compiled.huber(np.zeros((2, 3)), np.zeros((2, 3)), delta=delta)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_absolute_error_sign_at_zero(dtype):
+    # np.sign(0) = 0, so an exact prediction has gradient 0, and NaN stays NaN.
+    pred = np.array([[1.0, 2.0, np.nan, -1.0]], dtype=dtype)
+    target = np.array([[1.0, 1.0, 0.0, 1.0]], dtype=dtype)
+    grad = np.empty_like(pred)
+    loss, _ = compiled.mean_absolute_error(pred, target, grad_out=grad, grad_scale=4.0)
+    np.testing.assert_array_equal(grad[0, [0, 1, 3]], [0.0, 1.0, -1.0])
+    assert np.isnan(grad[0, 2])
+    assert np.isnan(loss[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_huber_branches(dtype):
+    # |e| = 0.5 <= 1 is quadratic, |e| = 1 sits on the boundary (quadratic),
+    # |e| = 3 and inf are linear.
+    pred = np.array([[0.5, -1.0, 3.0, np.inf]], dtype=dtype)
+    target = np.zeros_like(pred)
+    grad = np.empty_like(pred)
+    loss, _ = compiled.huber(pred, target, grad_out=grad, grad_scale=4.0)
+    np.testing.assert_array_equal(grad, [[0.5, -1.0, 1.0, 1.0]])
+    assert loss[0] == np.inf
+    finite = compiled.huber(pred[:, :3], target[:, :3])[0]
+    # (0.125 + 0.5 + (3 - 0.5)) / 3
+    np.testing.assert_allclose(finite, [3.125 / 3], rtol=4 * eps(dtype))
+
+
+@pytest.mark.parametrize("module", [compiled, reference], ids=["compiled", "reference"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_binary_logits_extremes(module, dtype):
+    # Columns: logits of +-100 and +-inf, each with both labels. A logit that
+    # agrees with its label costs log1p(exp(-100)) (below 4e-44, a subnormal
+    # in float32) or exactly 0 for inf, and one that disagrees costs exactly
+    # 100, or inf. Every gradient stays finite.
+    z = np.array([[100.0, 100.0, -100.0, -100.0, np.inf, np.inf, -np.inf, -np.inf]],
+                 dtype=dtype)
+    t = np.array([[1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0]], dtype=dtype)
+    grad = np.empty_like(z)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="raise", divide="raise", invalid="raise"):
+            module.binary_cross_entropy(z, t, from_logits=True, grad_out=grad)
+    per_element = np.empty(8, dtype=dtype)
+    for j in range(8):
+        per_element[j] = module.binary_cross_entropy(z[:, j:j + 1], t[:, j:j + 1],
+                                                     from_logits=True)[0][0]
+    tiny = np.log1p(np.exp(dtype(-100)))
+    assert 0 < tiny < 4e-44
+    np.testing.assert_array_equal(per_element,
+                                  [tiny, 100, tiny, 100, 0, np.inf, 0, np.inf])
+    assert np.isfinite(grad).all()
+    np.testing.assert_array_equal(grad[0, 4:], [0.0, 1 / 8, 0.0, -1 / 8])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_binary_logits_soft_label_at_infinity(dtype):
+    # With a soft label the wrong side costs inf: inf * (1 - 0.3).
+    z = np.array([[np.inf], [-np.inf]], dtype=dtype)
+    t = np.array([[0.3], [0.3]], dtype=dtype)
+    loss, _ = compiled.binary_cross_entropy(z, t, from_logits=True)
+    np.testing.assert_array_equal(loss, [np.inf, np.inf])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_binary_probabilities_clip(dtype):
+    # p = 0 and 1 are clipped to [1e-7, 1 - 1e-7] (rounded to the dtype), so
+    # a confident wrong prediction costs -log(1e-7) = 16.1 and its gradient is 0,
+    # the derivative of the clip. NaN passes through the clip.
+    low = dtype(1e-7)
+    high = dtype(1 - 1e-7)
+    p = np.array([[0.0, 1.0, 0.0, 1.0, np.nan]], dtype=dtype)
+    t = np.array([[1.0, 0.0, 0.0, 1.0, 1.0]], dtype=dtype)
+    grad = np.empty_like(p)
+    compiled.binary_cross_entropy(p, t, grad_out=grad, grad_scale=5.0)
+    np.testing.assert_array_equal(grad[0, :4], [0.0, 0.0, 0.0, 0.0])
+    assert np.isnan(grad[0, 4])
+    wrong, _ = compiled.binary_cross_entropy(p[:, :1], t[:, :1])
+    np.testing.assert_allclose(wrong, [-np.log(low)], rtol=16 * eps(dtype))
+    right, _ = compiled.binary_cross_entropy(p[:, 3:4], t[:, 3:4])
+    np.testing.assert_allclose(right, [-np.log(high)], rtol=16 * eps(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_kl_divergence_clip(dtype):
+    # Targets of 0 are clipped to 1e-7, so they add 1e-7 log(1e-7 / p), and
+    # predictions outside [1e-7, 1] get gradient 0.
+    p = np.array([[0.5, 0.0, 2.0]], dtype=dtype)
+    t = np.array([[0.0, 0.5, 0.5]], dtype=dtype)
+    grad = np.empty_like(p)
+    loss, _ = compiled.kl_divergence(p, t, grad_out=grad)
+    expected, _ = reference.kl_divergence(p, t)
+    np.testing.assert_allclose(loss, expected, **tolerance(dtype))
+    tiny = float(dtype(1e-7))
+    by_hand = (tiny * np.log(tiny / 0.5) + 0.5 * np.log(0.5 / tiny) + 0.5 * np.log(0.5))
+    np.testing.assert_allclose(loss, [by_hand], rtol=64 * eps(dtype))
+    np.testing.assert_array_equal(grad[0, 1:], [0.0, 0.0])
+    np.testing.assert_allclose(grad[0, 0], -tiny / 0.5, rtol=4 * eps(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", list(ELEMENTWISE_CASES))
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_elementwise_property(case, dtype, data):
+    # Any finite or infinite values and NaN: the gradients of the exact cases
+    # match to the last bit (NaN included), and the losses agree where the
+    # reference's is finite and are NaN where it is.
+    width = 32 if dtype == np.float32 else 64
+    pred = data.draw(hnp.arrays(
+        dtype=dtype,
+        shape=hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6),
+        elements=st.floats(width=width),
+    ))
+    target = data.draw(hnp.arrays(dtype=dtype, shape=pred.shape,
+                                  elements=st.floats(-2.0, 2.0, width=width)))
+    grad = np.empty_like(pred)
+    loss, _ = run_elementwise(compiled, case, pred, target, grad_out=grad)
+    expected_grad = np.empty_like(pred)
+    with np.errstate(all="ignore"):
+        expected_loss, _ = run_elementwise(reference, case, pred, target,
+                                           grad_out=expected_grad)
+    if case in EXACT_GRADIENT:
+        np.testing.assert_array_equal(grad, expected_grad)
+    else:
+        np.testing.assert_allclose(grad, expected_grad, equal_nan=True, **tolerance(dtype))
+    finite = np.isfinite(expected_loss)
+    # Element losses may be huge here, so the atol scales with the largest.
+    with np.errstate(all="ignore"):
+        scale = float(np.max(np.abs(expected_loss[finite]), initial=1.0))
+    atol = max(elementwise_loss_atol(case, pred.shape[1], dtype),
+               8 * pred.shape[1] * eps(dtype) * scale)
+    assert_close(loss[finite], expected_loss[finite], dtype, atol)
+    assert np.isnan(loss[np.isnan(expected_loss)]).all()
+
+
+# ---------------------------------------------------------------------------
+# Loss classes: reductions, targets, names and configs.
+# ---------------------------------------------------------------------------
+
+NEW_LOSS_CLASSES = {
+    "mean_absolute_error": lambda **kw: losses.MeanAbsoluteError(**kw),
+    "huber": lambda **kw: losses.Huber(delta=0.5, **kw),
+    "binary_crossentropy": lambda **kw: losses.BinaryCrossentropy(**kw),
+    "binary_crossentropy_logits": lambda **kw: losses.BinaryCrossentropy(from_logits=True,
+                                                                         **kw),
+    "kl_divergence": lambda **kw: losses.KLDivergence(**kw),
+}
+
+
+def class_inputs(name, rng, shape=(6, 3)):
+    if name in ("binary_crossentropy", "kl_divergence"):
+        return rng.random(shape), rng.random(shape)
+    if name == "binary_crossentropy_logits":
+        return (rng.random(shape) > 0.5).astype(float), 3 * rng.standard_normal(shape)
+    return rng.standard_normal(shape), rng.standard_normal(shape)
+
+
+@pytest.mark.parametrize("reduction", losses.losses.REDUCTIONS[:4] + ("none",))
+@pytest.mark.parametrize("name", list(NEW_LOSS_CLASSES))
+def test_loss_class_reductions(name, reduction, rng):
+    y_true, y_pred = class_inputs(name, rng)
+    weights = rng.random(6) + 0.5
+    loss = NEW_LOSS_CLASSES[name](reduction=reduction)
+    per_sample = NEW_LOSS_CLASSES[name](reduction="none")(y_true, y_pred)
+    weighted = per_sample * weights
+    value = loss(y_true, y_pred, sample_weight=weights)
+    if reduction == "none":
+        np.testing.assert_allclose(value, weighted, rtol=1e-12)
+    elif reduction == "sum":
+        np.testing.assert_allclose(value, weighted.sum(), rtol=1e-12)
+    elif reduction == "mean_with_sample_weight":
+        np.testing.assert_allclose(value, weighted.sum() / weights.sum(), rtol=1e-12)
+    else:
+        np.testing.assert_allclose(value, weighted.mean(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(NEW_LOSS_CLASSES))
+def test_loss_class_gradient_is_reduced(name, rng):
+    # compute's gradient is that of the reduced, weighted loss.
+    y_true, y_pred = class_inputs(name, rng)
+    weights = rng.random(6) + 0.5
+    loss = NEW_LOSS_CLASSES[name]()
+    _, grad = loss.compute(y_true, y_pred, weights)
+    kernel_name, kwargs = {
+        "mean_absolute_error": ("mean_absolute_error", {}),
+        "huber": ("huber", {"delta": 0.5}),
+        "binary_crossentropy": ("binary_cross_entropy", {}),
+        "binary_crossentropy_logits": ("binary_cross_entropy", {"from_logits": True}),
+        "kl_divergence": ("kl_divergence", {}),
+    }[name]
+    expected = np.empty_like(y_pred)
+    getattr(compiled, kernel_name)(y_pred, y_true, sample_weight=weights,
+                                   grad_scale=1 / 6, grad_out=expected, **kwargs)
+    np.testing.assert_array_equal(grad, expected)
+
+
+@pytest.mark.parametrize("name", list(NEW_LOSS_CLASSES))
+def test_loss_class_higher_rank(name, rng):
+    # Outputs of shape (n, 2, 3): each sample's loss is the mean over its two
+    # rows, and the reduced loss equals that of the six rows flattened.
+    y_true, y_pred = class_inputs(name, rng, shape=(4, 2, 3))
+    loss = NEW_LOSS_CLASSES[name]()
+    per_sample, grad = loss.compute(y_true, y_pred)
+    rows, row_grad = loss.compute(y_true.reshape(8, 3), y_pred.reshape(8, 3))
+    np.testing.assert_allclose(per_sample, rows.reshape(4, 2).mean(axis=1), rtol=1e-14)
+    np.testing.assert_allclose(grad.reshape(8, 3), row_grad, rtol=1e-14)
+
+
+@pytest.mark.parametrize("name", list(NEW_LOSS_CLASSES))
+def test_loss_class_trailing_axis_of_one(name, rng):
+    y_true, y_pred = class_inputs(name, rng, shape=(5, 1))
+    loss = NEW_LOSS_CLASSES[name](reduction="none")
+    np.testing.assert_array_equal(loss(y_true[:, 0], y_pred), loss(y_true, y_pred))
+    loss.validate_targets(y_true[:, 0], (5, 1))
+
+
+def test_binary_crossentropy_target_error():
+    loss = losses.BinaryCrossentropy()
+    expected = (
+        r"binary_crossentropy: targets of shape \(4,\) do not match predictions of "
+        r"shape \(4, 3\); binary cross-entropy needs one 0/1 target per output. For "
+        r"integer class labels with several classes use SparseCategoricalCrossentropy"
+    )
+    with pytest.raises(ValueError, match=expected):
+        loss.validate_targets(np.zeros(4), (4, 3))
+
+
+def test_regression_target_error():
+    with pytest.raises(ValueError, match=r"mean_absolute_error: targets of shape \(4, 2\) do not match"):
+        losses.MeanAbsoluteError().validate_targets(np.zeros((4, 2)), (4, 3))
+
+
+def test_binary_crossentropy_label_smoothing(rng):
+    y_true = (rng.random((5, 2)) > 0.5).astype(float)
+    y_pred = rng.random((5, 2))
+    smoothed = losses.BinaryCrossentropy(label_smoothing=0.2, reduction="none")
+    plain = losses.BinaryCrossentropy(reduction="none")
+    np.testing.assert_allclose(smoothed(y_true, y_pred),
+                               plain(y_true * 0.8 + 0.1, y_pred), rtol=1e-15)
+
+
+def test_binary_crossentropy_logits_flag(rng):
+    # compute(logits=True), which the model passes when it fuses a sigmoid,
+    # reads y_pred as logits even though the loss expects probabilities.
+    y_true = (rng.random((5, 2)) > 0.5).astype(float)
+    z = 3 * rng.standard_normal((5, 2))
+    on_logits = losses.BinaryCrossentropy(from_logits=True)
+    fused = losses.BinaryCrossentropy()
+    expected = on_logits.compute(y_true, z)
+    actual = fused.compute(y_true, z, logits=True)
+    np.testing.assert_array_equal(actual[0], expected[0])
+    np.testing.assert_array_equal(actual[1], expected[1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [({"label_smoothing": 1.5}, ValueError, r"`label_smoothing` must be in \[0, 1\]"),
+     ({"axis": 0}, ValueError, "only axis=-1 is supported, got axis=0")],
+)
+def test_binary_crossentropy_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        losses.BinaryCrossentropy(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "delta, error, message",
+    [(0.0, ValueError, "Huber: `delta` must be finite and > 0, got delta=0.0"),
+     (-1, ValueError, "got delta=-1"),
+     (float("nan"), ValueError, "got delta=nan"),
+     ("1", TypeError, "Huber: `delta` must be a float, got delta='1'")],
+)
+def test_huber_arguments(delta, error, message):
+    with pytest.raises(error, match=message):
+        losses.Huber(delta=delta)
+
+
+@pytest.mark.parametrize(
+    "name, cls",
+    [("mae", "MeanAbsoluteError"), ("mean_absolute_error", "MeanAbsoluteError"),
+     ("huber", "Huber"), ("binary_crossentropy", "BinaryCrossentropy"),
+     ("kl_divergence", "KLDivergence"), ("kld", "KLDivergence")],
+)
+def test_loss_registry_names(name, cls):
+    assert type(losses.get(name)).__name__ == cls
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [losses.MeanAbsoluteError(reduction="sum"), losses.Huber(delta=2.5),
+     losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1),
+     losses.KLDivergence(name="kl")],
+    ids=["mae", "huber", "bce", "kld"],
+)
+def test_loss_config_round_trip(loss):
+    restored = losses.deserialize(losses.serialize(loss))
+    assert type(restored) is type(loss)
+    assert restored.get_config() == loss.get_config()
+
+
+def test_loss_default_names():
+    assert losses.MeanAbsoluteError().name == "mean_absolute_error"
+    assert losses.Huber().name == "huber_loss"
+    assert losses.BinaryCrossentropy().name == "binary_crossentropy"
+    assert losses.KLDivergence().name == "kl_divergence"
+
+
+def test_loss_functions(rng):
+    y_true, y_pred = rng.random((4, 3)), rng.random((4, 3))
+    assert losses.mae is losses.MAE is losses.mean_absolute_error
+    assert losses.kld is losses.KLD is losses.kl_divergence
+    np.testing.assert_array_equal(losses.mae(y_true, y_pred),
+                                  np.abs(y_true - y_pred).mean(axis=-1))
+    np.testing.assert_array_equal(losses.huber(y_true, y_pred, delta=0.1),
+                                  losses.Huber(delta=0.1, reduction=None)(y_true, y_pred))
+    np.testing.assert_array_equal(
+        losses.binary_crossentropy(y_true, y_pred, label_smoothing=0.1),
+        losses.BinaryCrossentropy(label_smoothing=0.1, reduction=None)(y_true, y_pred))
+    np.testing.assert_array_equal(losses.kl_divergence(y_true, y_pred),
+                                  losses.KLDivergence(reduction=None)(y_true, y_pred))
