@@ -771,7 +771,7 @@ def activation_backward(name, x, y, dy, out=None, n_threads=None, alpha=None):
         saved_name, saved = "x", x
     if saved is None and code != NNF_ACT_LINEAR:
         raise ValueError(
-            f"{op}: {name} needs the saved {saved_name!s}, got {saved_name}=None"
+            f"{op}: {name} needs the saved {saved_name}, got {saved_name}=None"
         )
     if saved is None:
         saved = dy
