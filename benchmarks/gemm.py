@@ -10,7 +10,9 @@ preallocated, the same dtype and the same thread count (NumPy's BLAS threads
 are pinned with threadpoolctl). For each product the two sides alternate,
 batch by batch, so that a change in machine load hits both. Each batch repeats
 the product until it takes about --batch-seconds, and the reported rate is
-the median over --repeats batches.
+the median over --repeats batches. On a shared machine, --timer thread (one
+thread only) measures the calling thread's CPU time, which other processes
+do not inflate; multi-threaded runs need an otherwise idle machine.
 
 Products: square sizes, and the six products of one training step of the
 Fashion-MNIST MLP 784 -> 128 -> 10 at batch sizes 32 and 256: X W, dY W^T
@@ -66,17 +68,17 @@ def make_operands(m, n, k, trans_a, trans_b, dtype, rng):
     return a, b, np.empty((m, n), dtype=dtype)
 
 
-def time_batch(call, batch_seconds):
+def time_batch(call, batch_seconds, clock):
     """Return the seconds per call, from a batch of about batch_seconds."""
     call()
-    start = time.perf_counter()
+    start = clock()
     call()
-    once = max(time.perf_counter() - start, 1e-7)
+    once = max(clock() - start, 1e-7)
     count = max(1, int(batch_seconds / once))
-    start = time.perf_counter()
+    start = clock()
     for _ in range(count):
         call()
-    return (time.perf_counter() - start) / count
+    return (clock() - start) / count
 
 
 def bench_product(m, n, k, trans_a, trans_b, dtype, n_threads, args, rng):
@@ -93,9 +95,9 @@ def bench_product(m, n, k, trans_a, trans_b, dtype, n_threads, args, rng):
     nnfast_times, numpy_times = [], []
     with threadpool_limits(limits=n_threads, user_api="blas"):
         for _ in range(args.repeats):
-            nnfast_times.append(time_batch(run_nnfast, args.batch_seconds))
+            nnfast_times.append(time_batch(run_nnfast, args.batch_seconds, args.clock))
             time.sleep(args.pause)
-            numpy_times.append(time_batch(run_numpy, args.batch_seconds))
+            numpy_times.append(time_batch(run_numpy, args.batch_seconds, args.clock))
             time.sleep(args.pause)
     flops = 2.0 * m * n * k
     return flops / statistics.median(nnfast_times) / 1e9, flops / statistics.median(
@@ -137,13 +139,22 @@ def parse_args():
     parser.add_argument("--pause", type=float, default=0.02,
                         help="sleep between batches in seconds, so that the "
                              "other library's idle threads stop spinning")
-    return parser.parse_args()
+    parser.add_argument("--timer", choices=["wall", "thread"], default="wall",
+                        help="wall: elapsed time. thread: CPU time of the calling "
+                             "thread, which ignores time the OS gives to other "
+                             "processes; only valid with --threads 1")
+    args = parser.parse_args()
+    if args.timer == "thread" and args.threads != [1]:
+        parser.error("--timer thread measures one thread; use it with --threads 1")
+    args.clock = time.thread_time if args.timer == "thread" else time.perf_counter
+    return args
 
 
 def main():
     args = parse_args()
     print(describe_setup())
     print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
     rng = np.random.default_rng(0)
     header = (f"{'dtype':8} {'thr':>3} {'product':22} {'m':>5} {'n':>5} {'k':>5} "
               f"{'nnfast GF/s':>11} {'numpy GF/s':>11} {'ratio':>6}")

@@ -9,9 +9,9 @@
  * Backward: dz = act'(dy) from the saved output y, then
  * kernel_grad = x^T dz + beta kernel_grad and dx = dz kernel^T through the
  * GEMM, and bias_grad = column sums of dz + beta bias_grad. For the linear
- * activation dz is dy itself; otherwise dz lives in the calling thread's
- * NNF_WORKSPACE_DENSE buffer, which is reused by later calls, so steady-state
- * calls do not allocate. The GEMM uses a different workspace slot.
+ * activation dz is dy itself. Otherwise dz is kept in the calling thread's
+ * NNF_WORKSPACE_DENSE buffer, which later calls reuse, so steady-state calls
+ * do not allocate. The GEMM uses a different workspace slot.
  *
  * Row passes (softmax, dz) split rows across threads with a static schedule;
  * the column sums run on one thread, in row order, so every result is the
@@ -28,9 +28,10 @@
 #endif
 
 /*
- * Row passes over fewer elements than this run on one thread. An estimate:
- * at a few ns per element, 32768 elements take tens of microseconds, well
- * above the few microseconds an OpenMP team costs to wake.
+ * Row passes over fewer elements than this run on one thread.
+ * NOTE: an estimate, not measured: at a few ns per element, 32768 elements
+ * take tens of microseconds, well above the few microseconds an OpenMP team
+ * costs to wake.
  */
 #define NNF_DENSE_PARALLEL_MIN_ELEMENTS 32768
 

@@ -26,9 +26,10 @@ extern "C" {
 
 /*
  * KC: a KC x NR micro-panel of packed B stays in L1 while the micro-kernel
- * sweeps the A micro-panels, so KC * NR * sizeof(T) is half of L1d for the
- * 16-wide float32 and 8-wide float64 tiles (the 12-wide float64 tile takes
- * three quarters). The rest of L1 holds the streaming A micro-panel and C.
+ * sweeps the A micro-panels. So KC * NR * sizeof(T) is half of L1d for the
+ * 16-wide float32 and 8-wide float64 tiles, and three quarters for the
+ * 12-wide float64 tile. The rest of L1 is for the streaming A micro-panel
+ * and C.
  * MC: an MC x KC block of packed A takes about half of L2.
  * NC: a KC x NC panel of packed B takes NNF_L3_SHARE_BYTES.
  * Each MC is a multiple of its MR and each NC a multiple of its NR, so edge
@@ -151,7 +152,8 @@ void nnf_epilogue_tile_f64(nnf_int m_cur, nnf_int n_cur, nnf_int i0, nnf_int j0,
                            nnf_int rs_c, nnf_int cs_c, const void *epilogue);
 
 /* Return the kernel tables for the current SIMD level (gemm.c): *count
- * variants that differ in MR, the first of them the one for large products. */
+ * variants that differ in tile shape, the first of them the one for large
+ * products. */
 const nnf_gemm_kernel *nnf_gemm_kernels_f32(int *count);
 const nnf_gemm_kernel *nnf_gemm_kernels_f64(int *count);
 
@@ -159,7 +161,7 @@ const nnf_gemm_kernel *nnf_gemm_kernels_f64(int *count);
  * Return a 64-byte aligned scratch buffer of at least `bytes` bytes owned by
  * the calling thread, or NULL when out of memory. Slot 0 is the GEMM's
  * packing buffer, slot 1 the Dense backward dz buffer. The buffer stays valid
- * until the same thread asks for the same slot again.
+ * until the same thread requests the same slot again.
  */
 #define NNF_WORKSPACE_GEMM 0
 #define NNF_WORKSPACE_DENSE 1

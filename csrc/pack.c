@@ -2,7 +2,7 @@
  * Packing of A and B into the micro-panels the micro-kernels read.
  *
  * An mn x kc block of X, element (i, p) at x[i * inc_mn + p * inc_k], becomes
- * ceil(mn / width) micro-panels. Panel q holds rows q * width ... and stores
+ * ceil(mn / width) micro-panels. Panel q contains rows q * width ... and stores
  * them k-major: packed[q * width * kc + p * width + r]. Rows past mn in the
  * last panel are zero, so the micro-kernel always computes full tiles.
  *
@@ -52,9 +52,9 @@ NNF_DEFINE_PACK_PANEL(double, f64)
  * (inc_mn == 1) are copied NNF_PACK_K_CHUNK k steps at a time across all
  * panels: the chunk's k rows of X stay in L1 while every panel takes its
  * part, so X is read from memory once, in contiguous runs. Looping over all
- * k per panel would fetch each k row of X once per panel; looping over all
- * panels per k step would write to addresses width * kc elements apart, which
- * fall in one L1 set.
+ * k per panel would fetch each k row of X once per panel. Looping over all
+ * panels per k step would write to addresses width * kc elements apart,
+ * which fall in one L1 set.
  */
 #define NNF_PACK_K_CHUNK 16
 
@@ -191,7 +191,7 @@ static NNF_TARGET_AVX2 void transpose8_f32(const float *x, nnf_int inc_mn, float
     __m256 t5 = _mm256_unpackhi_ps(r4, r5);
     __m256 t6 = _mm256_unpacklo_ps(r6, r7);
     __m256 t7 = _mm256_unpackhi_ps(r6, r7);
-    /* u0 holds k step 0 of rows 0-3 (low half) and k step 4 (high half). */
+    /* u0 is k step 0 of rows 0-3 (low half) and k step 4 (high half). */
     __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44);
     __m256 u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
     __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44);

@@ -1,18 +1,19 @@
 /*
- * AVX2+FMA micro-kernels: MR x 16 for float32 and MR x 8 for float64, with
- * MR = 6, 5 or 4.
+ * AVX2+FMA micro-kernels: MR x 16 for float32 and MR x 8 for float64 with
+ * MR = 6, 5 or 4, and 4 x 12 for float64.
  *
- * Each tile row is two ymm registers. At MR = 6 a tile is 12 accumulators;
- * with the two B vectors and one broadcast A value that uses 15 of the 16 ymm
- * registers. Each k step does 2 aligned B loads, MR broadcasts and 2 MR FMAs,
- * and at least 8 independent FMA chains cover the 4-cycle FMA latency on two
- * pipes. The shorter tiles exist so that a short side of C (10 output
- * classes, a batch of 32) fills whole tiles; gemm.c picks the height.
+ * Each tile row is two (or three) ymm registers. At 6 x 2 a tile is 12
+ * accumulators, and with the two B vectors and one broadcast A value that
+ * uses 15 of the 16 ymm registers. Each k step does NV B loads, MR
+ * broadcasts and MR * NV FMAs. At least 8 independent FMA chains cover the
+ * 4-cycle FMA latency on two pipes. The other shapes exist so that a short
+ * side of C (10 output classes, a batch of 32) fills whole tiles, and gemm.c
+ * picks the shape per product.
  *
  * The functions carry a target attribute instead of a global -mavx2, and
  * gemm.c only calls them when nnf_simd_level() reports AVX2 and FMA.
- * Full tiles with unit column stride are written straight from registers;
- * edge tiles and other C layouts go through a local tile and a scalar loop.
+ * Full tiles with unit column stride are written straight from registers.
+ * Edge tiles and other C layouts go through a local tile and a scalar loop.
  */
 #include "gemm.h"
 

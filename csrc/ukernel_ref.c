@@ -4,8 +4,8 @@
  * SIMD kernel disagrees.
  *
  * It accumulates the MR x NR tile in a local array with kc rank-1 updates,
- * then writes alpha * AB + beta * C, or alpha * AB alone when beta is zero so
- * that NaN or Inf in an uninitialised C never reaches the result. The MR and
+ * then writes alpha * AB + beta * C. When beta is zero it writes alpha * AB
+ * alone, so NaN or Inf in an uninitialised C never reaches the result. The MR and
  * NR loops have constant bounds, so the compiler unrolls and vectorizes them.
  */
 #include "gemm.h"
