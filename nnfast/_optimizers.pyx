@@ -518,7 +518,7 @@ def nadam_update(params, grads, m, v, learning_rate, beta_1, beta_2, epsilon, st
                  u_product, n_threads=None):
     """Apply one Nadam step in place and return the new momentum product.
 
-    For step t (1-based), with u_t = beta_1 * (1 - 0.5 * 0.96^(0.004 t))
+    For step t (1-based), with u_t = beta_1 * (1 - 0.5 * 0.96^t)
     (:func:`nnfast._reference.nadam_momentum`) and ``u_product`` the product
     u_1 * ... * u_(t-1), 1.0 at the first step:
     P_t = u_product * u_t, P_(t+1) = P_t * u_(t+1),

@@ -616,17 +616,14 @@ def adagrad_update(params, grads, accumulator, learning_rate, epsilon, n_threads
     params -= learning_rate * grads / np.sqrt(accumulator + epsilon)
 
 
-# Nadam's momentum schedule: u_t = beta_1 * (1 - 0.5 * DECAY_BASE^(DECAY * t)).
-# NOTE: this is tf.keras 2's schedule (its Nadam had schedule_decay=0.004).
-# Keras 3's keras/src/optimizers/nadam.py computes 0.96^t, without the 0.004,
-# so from the first step Nadam's updates here differ from Keras 3's.
+# Nadam's momentum schedule in Keras 3: u_t = beta_1 * (1 - 0.5 * 0.96^t).
+# (tf.keras 2 used 0.96^(0.004 t), so its Nadam steps differ from these.)
 NADAM_DECAY_BASE = 0.96
-NADAM_DECAY = 0.004
 
 
 def nadam_momentum(beta_1, step):
     """Return Nadam's momentum coefficient u_t for the 1-based ``step``."""
-    return beta_1 * (1.0 - 0.5 * NADAM_DECAY_BASE ** (NADAM_DECAY * step))
+    return beta_1 * (1.0 - 0.5 * NADAM_DECAY_BASE ** step)
 
 
 def nadam_update(params, grads, m, v, learning_rate, beta_1, beta_2, epsilon, step,

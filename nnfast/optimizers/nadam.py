@@ -8,15 +8,12 @@ class Nadam(Optimizer):
     """Adam with Nesterov momentum (Nadam), with a momentum schedule.
 
     At step t (from 1) the momentum coefficient is
-    u_t = beta_1 * (1 - 0.5 * 0.96^(0.004 t)), and P_t = u_1 * ... * u_t.
+    u_t = beta_1 * (1 - 0.5 * 0.96^t), and P_t = u_1 * ... * u_t, as in Keras 3.
     With m and v starting at zero:
     m = m + (g - m) * (1 - beta_1), v = v + (g^2 - v) * (1 - beta_2),
     m_hat = u_(t+1) * m / (1 - P_(t+1)) + (1 - u_t) * g / (1 - P_t),
     v_hat = v / (1 - beta_2^t),
     w = w - lr * m_hat / (sqrt(v_hat) + epsilon).
-
-    NOTE: the exponent 0.004 t is tf.keras 2's schedule. Keras 3 computes
-    0.96^t, so its updates differ from these from the first step.
 
     Args:
         learning_rate: float >= 0 or a schedule (default 0.001).
