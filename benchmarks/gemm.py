@@ -12,7 +12,7 @@ batch by batch, so that a change in machine load hits both. Each batch repeats
 the product until it takes about --batch-seconds, and the reported rate is
 the median over --repeats batches. On a shared machine, --timer thread (one
 thread only) measures the calling thread's CPU time, which other processes
-do not inflate; multi-threaded runs need an otherwise idle machine.
+do not inflate. Multi-threaded runs need an otherwise idle machine.
 
 Products: square sizes, and the six products of one training step of the
 Fashion-MNIST MLP 784 -> 128 -> 10 at batch sizes 32 and 256: X W, dY W^T

@@ -12,10 +12,10 @@ DTYPES = [np.float32, np.float64]
 ACTIVATIONS = list(_reference.ACTIVATIONS)
 
 # The GEMM inside each pass has a k-term rounding error of about
-# k * eps * (|x| |W|) (see test_gemm.py); the activations and their
-# derivatives add a few eps relative to the value (their derivatives are at
-# most 1 in magnitude, and softmax's Jacobian rows sum to at most 2). So
-# error <= (k + slack) * eps * scale + rtol_eps * eps * |expected|.
+# k * eps * (|x| |W|), as explained in test_gemm.py. The activations and their
+# derivatives add a few eps relative to the value, because their derivatives
+# are at most 1 in magnitude and the rows of softmax's Jacobian sum to at
+# most 2. So error <= (k + slack) * eps * scale + rtol_eps * eps * |expected|.
 TOLERANCES = {
     np.float32: {"eps": float(np.finfo(np.float32).eps), "slack": 16, "rtol_eps": 16},
     np.float64: {"eps": float(np.finfo(np.float64).eps), "slack": 16, "rtol_eps": 16},

@@ -19,19 +19,19 @@ from hypothesis import strategies as st  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 
-# Rounding error of a k-term dot product is bounded by about k * eps/2 times
-# the dot product of the absolute values (Higham, Accuracy and Stability of
-# Numerical Algorithms, section 3.1). Both the compiled and the reference
-# result carry such an error, and alpha, beta and the final add each round
-# once more, so the difference is bounded by (k + slack) * eps * scale with
+# The rounding error of a k-term dot product computed in floating point, in
+# any summation order, is at most about k * eps/2 times the dot product of
+# the absolute values. Both the compiled and the reference result carry such
+# an error, and alpha, beta and the final add each round once more. So the
+# difference is bounded by (k + slack) * eps * scale, with
 # scale = |alpha| |op(A)| |op(B)| + |beta| |C|. `tiny` covers exact zeros.
 TOLERANCES = {
     np.float32: {"eps": float(np.finfo(np.float32).eps), "slack": 4, "tiny": 1e-30},
     np.float64: {"eps": float(np.finfo(np.float64).eps), "slack": 4, "tiny": 1e-300},
 }
 
-# Sizes around the micro-tile widths (4, 6, 8, 14, 16, 32), primes, and
-# sizes past the KC (256) and float64 MC (252) block sizes.
+# Sizes around the micro-tile sizes (4, 5, 6, 8, 12, 16), primes, and sizes
+# past the KC (256) block size.
 SHAPES = [
     (1, 1, 1),
     (1, 7, 3),
@@ -105,7 +105,7 @@ def test_gemm_new_output(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("shape", [(300, 20, 600), (20, 4100, 7), (600, 600, 300)],
+@pytest.mark.parametrize("shape", [(300, 20, 600), (20, 8300, 7), (600, 600, 300)],
                          ids=["k-blocks", "n-blocks", "m-blocks"])
 def test_gemm_several_blocks(shape, dtype):
     m, n, k = shape
@@ -133,8 +133,8 @@ def layouts(x):
     yield "read-only", readonly
 
 
-# (10, 45, 33) is short enough for the operands to be read in place rather
-# than packed; (23, 37, 41) packs B; (61, 300, 20) packs A and B.
+# The micro-kernel reads A and B in place for (10, 45, 33), because they are
+# short. (23, 37, 41) packs B, and (61, 300, 20) packs A and B.
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("trans_a", [False, True], ids=["N", "T"])
 @pytest.mark.parametrize("trans_b", [False, True], ids=["N", "T"])
