@@ -284,6 +284,13 @@ int FN(nnf_conv2d_forward)(const nnf_conv_shape *s, const T *x, const T *kernel,
         return NNF_OK;
     }
 
+#if CONV_TYPED_F32
+    if (nnf_conv_direct_supported_f32(s)) {
+        conv_direct_forward_f32(s, x, kernel, bias, activation, y, n_threads);
+        return NNF_OK;
+    }
+#endif
+
     const int epilogue = bias != NULL || activation != NNF_ACT_LINEAR;
     nnf_int tile_rows = conv_tile_rows(s, (size_t)(k + n) * sizeof(T));
     if (tile_rows > out_rows) {
@@ -346,6 +353,23 @@ int FN(nnf_conv2d_backward)(const nnf_conv_shape *s, const T *x, const T *kernel
     const nnf_int m = out_rows * s->out_w;
     const int identity = conv_lowering_is_identity(s);
     const int need_dz = activation != NNF_ACT_LINEAR;
+    if (dx != NULL) {
+        FN(zero_fill)(dx, s->batch * s->in_h * s->in_w * s->in_c, n_threads);
+    }
+
+    /* Small kernels: the direct kernel computes both parameter gradients, and
+     * the tile loop below only runs for dx. */
+    int direct = 0;
+#if CONV_TYPED_F32
+    direct = m > 0 && nnf_conv_direct_supported_f32(s);
+    if (direct) {
+        int status = conv_direct_kernel_grad_f32(s, x, need_dz ? y : NULL, dy, activation,
+                                                 kernel_grad, bias_grad, beta, n_threads);
+        if (status != NNF_OK || dx == NULL) {
+            return status;
+        }
+    }
+#endif
 
     /* Tile buffers: lowered rows (also reused for dZ W^T), dZ rows, bias sums. */
     nnf_int tile_rows = conv_tile_rows(s, (size_t)(k + n) * sizeof(T));
@@ -362,14 +386,14 @@ int FN(nnf_conv2d_backward)(const nnf_conv_shape *s, const T *x, const T *kernel
     }
     T *cols = (T *)ws;
     T *dz = need_dz ? (T *)(ws + cols_bytes) : NULL;
-    double *bias_sums = bias_grad != NULL ? (double *)(ws + cols_bytes + dz_bytes) : NULL;
-    for (nnf_int j = 0; bias_sums != NULL && j < n; j++) {
-        bias_sums[j] = 0.0;
+    double *bias_sums = NULL;
+    if (bias_grad != NULL && !direct) {
+        bias_sums = (double *)(ws + cols_bytes + dz_bytes);
+        for (nnf_int j = 0; j < n; j++) {
+            bias_sums[j] = 0.0;
+        }
     }
 
-    if (dx != NULL) {
-        FN(zero_fill)(dx, s->batch * s->in_h * s->in_w * s->in_c, n_threads);
-    }
     if (m == 0 || n == 0 || k == 0) {
         /* Nothing to multiply: the kernel gradient is beta times its old value. */
         for (nnf_int e = 0; e < k * n; e++) {
@@ -393,19 +417,22 @@ int FN(nnf_conv2d_backward)(const nnf_conv_shape *s, const T *x, const T *kernel
         const T *y_tile = need_dz ? y + m0 * n : NULL;
         FN(tile_dz)(activation, pixels, n, y_tile, dy + m0 * n, dz, bias_sums, n_threads);
         const T *dz_tile = need_dz ? dz : dy + m0 * n;
+        int status;
 
         /* Kernel gradient: kernel_grad = X^T dZ + kernel_beta * kernel_grad. */
-        const T *lowered = x + m0 * k;
-        if (!identity) {
-            FN(lower)(s, x, q0, q1, cols, n_threads);
-            lowered = cols;
-        }
-        int status = GEMM(k, n, pixels, (T)1, lowered, 1, k, dz_tile, n, 1, kernel_beta,
+        if (!direct) {
+            const T *lowered = x + m0 * k;
+            if (!identity) {
+                FN(lower)(s, x, q0, q1, cols, n_threads);
+                lowered = cols;
+            }
+            status = GEMM(k, n, pixels, (T)1, lowered, 1, k, dz_tile, n, 1, kernel_beta,
                           kernel_grad, n, 1, NULL, n_threads);
-        if (status != NNF_OK) {
-            return status;
+            if (status != NNF_OK) {
+                return status;
+            }
+            kernel_beta = (T)1;
         }
-        kernel_beta = (T)1;
 
         /* Input gradient: cols = dZ W^T, then back to the input pixels. */
         if (dx != NULL) {
@@ -422,7 +449,7 @@ int FN(nnf_conv2d_backward)(const nnf_conv_shape *s, const T *x, const T *kernel
             }
         }
     }
-    if (bias_grad != NULL) {
+    if (bias_sums != NULL) {
         FN(store_bias_grad)(n, bias_sums, beta, bias_grad);
     }
     return NNF_OK;

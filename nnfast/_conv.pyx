@@ -61,8 +61,28 @@ cdef extern from "conv.h" nogil:
                                 double *dx, double beta, int n_threads)
 
 
+cdef bint _is_ready(object x, int ndim, int typenum):
+    """True when x needs no check or copy: an ndarray of ``ndim`` axes and dtype
+    ``typenum`` (-1 for float32 or float64), C-contiguous, aligned, native order."""
+    if not cnp.PyArray_Check(x):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>x
+    if cnp.PyArray_NDIM(arr) != ndim:
+        return False
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if typenum < 0:
+        if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+            return False
+    elif t != typenum:
+        return False
+    return (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
+            and cnp.PyArray_ISNOTSWAPPED(arr))
+
+
 def _input(op, name, x, ndim):
     """Return a checked float array of ``ndim`` axes, C-contiguous and aligned."""
+    if _is_ready(x, ndim, -1):
+        return x
     check_float_array(op, name, x)
     if x.ndim != ndim:
         raise ValueError(f"{op}: {name} must be {ndim}-D, got {x.ndim}-D with shape {x.shape}")
@@ -71,8 +91,41 @@ def _input(op, name, x, ndim):
     return x
 
 
+cdef bint _disjoint(object out, tuple inputs):
+    """True when the C-contiguous ``out`` shares no byte with any input (None allowed)."""
+    cdef char *lo = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
+    cdef char *hi = lo + cnp.PyArray_NBYTES(<cnp.ndarray>out)
+    cdef char *other_lo
+    for other in inputs:
+        if other is None:
+            continue
+        if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>other):
+            return False
+        other_lo = <char *>cnp.PyArray_DATA(<cnp.ndarray>other)
+        if other_lo < hi and lo < other_lo + cnp.PyArray_NBYTES(<cnp.ndarray>other):
+            return False
+    return True
+
+
+cdef object _output(str op, str name, object out, tuple shape, object dtype, tuple inputs):
+    """Return the array the kernel writes for ``out``: ``out`` itself when it is
+    ready to be written, else a checked temporary for :func:`finish_output`."""
+    cdef int typenum = cnp.NPY_FLOAT32 if dtype == np.float32 else cnp.NPY_FLOAT64
+    cdef cnp.ndarray arr
+    if _is_ready(out, len(shape), typenum):
+        arr = <cnp.ndarray>out
+        if (cnp.PyArray_ISWRITEABLE(arr) and out.shape == shape
+                and _disjoint(out, inputs)):
+            return out
+    check_out(op, name, out, shape, dtype)
+    return output_buffer(out, (), inputs)
+
+
 def _pair(op, name, value, minimum):
     """Return ``value`` as a tuple of two ints >= ``minimum``, or raise."""
+    if (type(value) is tuple and len(value) == 2 and type(value[0]) is int
+            and type(value[1]) is int and value[0] >= minimum and value[1] >= minimum):
+        return value
     try:
         first, second = value
     except (TypeError, ValueError):
@@ -167,12 +220,14 @@ def conv2d_forward(x, kernel, bias, activation, strides, padding, dilation, out=
     cdef int act = _activation_code(op, activation)
     x = _input(op, "x", x, 4)
     kernel = _input(op, "kernel", kernel, 4)
-    check_same_dtype(op, "x", x, "kernel", kernel)
+    if x.dtype != kernel.dtype:
+        check_same_dtype(op, "x", x, "kernel", kernel)
     cdef nnf_conv_shape s
     _geometry(op, &s, x.shape, kernel.shape, strides, padding, dilation)
     if bias is not None:
         bias = _input(op, "bias", bias, 1)
-        check_same_dtype(op, "x", x, "bias", bias)
+        if bias.dtype != x.dtype:
+            check_same_dtype(op, "x", x, "bias", bias)
         if bias.shape[0] != s.out_c:
             raise ValueError(
                 f"{op}: bias must have shape ({s.out_c},) to match kernel "
@@ -182,8 +237,7 @@ def conv2d_forward(x, kernel, bias, activation, strides, padding, dilation, out=
     if out is None:
         y = np.empty(shape, dtype=x.dtype)
     else:
-        check_out(op, "out", out, shape, x.dtype)
-        y = output_buffer(out, (), (x, kernel, bias))
+        y = _output(op, "out", out, shape, x.dtype, (x, kernel, bias))
 
     cdef bint single = x.dtype == np.float32
     cdef int threads = resolve(n_threads)
@@ -202,7 +256,7 @@ def conv2d_forward(x, kernel, bias, activation, strides, padding, dilation, out=
                                             <const double *>k_data, <const double *>b_data,
                                             act, <double *>y_data, threads)
     _raise_status(op, status)
-    if out is None:
+    if out is None or y is out:
         return y
     return finish_output(y, out)
 
@@ -240,21 +294,21 @@ def conv2d_backward(x, kernel, y, dy, activation, strides, padding, dilation,
         raise ValueError(f"{op}: y is required for activation {activation!r}")
 
     inputs = (x, kernel, y, dy)
-    check_out(op, "kernel_grad_out", kernel_grad_out, kernel.shape, x.dtype)
-    kernel_grad = output_buffer(kernel_grad_out, (), inputs)
+    kernel_grad = _output(op, "kernel_grad_out", kernel_grad_out, kernel.shape, x.dtype,
+                          inputs)
     cdef double beta_value = beta
     if beta_value != 0.0 and kernel_grad is not kernel_grad_out:
         kernel_grad[...] = kernel_grad_out
     bias_grad = None
     if bias_grad_out is not None:
-        check_out(op, "bias_grad_out", bias_grad_out, (s.out_c,), x.dtype)
-        bias_grad = output_buffer(bias_grad_out, (), inputs + (kernel_grad,))
+        bias_grad = _output(op, "bias_grad_out", bias_grad_out, (s.out_c,), x.dtype,
+                            inputs + (kernel_grad,))
         if beta_value != 0.0 and bias_grad is not bias_grad_out:
             bias_grad[...] = bias_grad_out
     dx = None
     if dx_out is not None:
-        check_out(op, "dx_out", dx_out, x.shape, x.dtype)
-        dx = output_buffer(dx_out, (), inputs + (kernel_grad, bias_grad))
+        dx = _output(op, "dx_out", dx_out, x.shape, x.dtype,
+                     inputs + (kernel_grad, bias_grad))
 
     cdef bint single = x.dtype == np.float32
     cdef int threads = resolve(n_threads)

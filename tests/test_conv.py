@@ -148,7 +148,18 @@ LARGE_GEOMETRIES = {
     "mnist_first_layer": (4, 28, 28, 1, 32, (3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1)),
     "mnist_second_layer": (4, 13, 13, 32, 64, (3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1)),
 }
-ALL_GEOMETRIES = {**GEOMETRIES, **LARGE_GEOMETRIES}
+# float32 kernels with out_c a multiple of 8 up to 64 and K x out_c <= 1024
+# take the direct AVX2 path where the CPU has it (float64 always takes the
+# GEMM path): widths 1 to 8 of 8-channel blocks, odd output widths, taps in
+# the padding, strides and dilation.
+DIRECT_GEOMETRIES = {
+    "direct_8_odd_width": (2, 7, 9, 1, 8, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    "direct_16_strided": (1, 6, 5, 2, 16, (2, 3), (2, 1), ((0, 1), (1, 1)), (1, 1)),
+    "direct_24_dilated": (2, 8, 8, 3, 24, (3, 3), (1, 1), ((2, 2), (2, 2)), (2, 2)),
+    "direct_40": (2, 6, 7, 2, 40, (2, 2), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+    "direct_64_strided": (1, 5, 7, 1, 64, (3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1)),
+}
+ALL_GEOMETRIES = {**GEOMETRIES, **LARGE_GEOMETRIES, **DIRECT_GEOMETRIES}
 ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh"]
 
 
@@ -200,10 +211,10 @@ def test_compiled_conv_matches_reference(name, activation, dtype, rng):
     compare_conv(ALL_GEOMETRIES[name], activation, dtype, rng)
 
 
+@pytest.mark.parametrize("name", ["stride_2_asymmetric_pad", "direct_8_odd_width"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_compiled_conv_without_bias(dtype, rng):
-    compare_conv(GEOMETRIES["stride_2_asymmetric_pad"], "relu", dtype, rng,
-                 use_bias=False)
+def test_compiled_conv_without_bias(dtype, name, rng):
+    compare_conv(ALL_GEOMETRIES[name], "relu", dtype, rng, use_bias=False)
 
 
 def fortran_order(array):
@@ -233,7 +244,8 @@ def test_compiled_conv_read_only_inputs(dtype, rng):
     compare_conv(GEOMETRIES["same_3x3"], "relu", dtype, rng, transform=read_only)
 
 
-@pytest.mark.parametrize("name", ["several_tiles", "mnist_second_layer", "dilation_2"])
+@pytest.mark.parametrize("name", ["several_tiles", "mnist_second_layer", "dilation_2",
+                                  "mnist_first_layer"])
 def test_compiled_conv_thread_count_invariant(name, rng):
     results = []
     for n_threads in (1, 2, 3):
@@ -246,9 +258,10 @@ def test_compiled_conv_thread_count_invariant(name, rng):
             np.testing.assert_array_equal(actual, first)
 
 
+@pytest.mark.parametrize("name", ["stride_2x1_odd_batch_1", "direct_16_strided"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_compiled_conv_outputs_and_beta(dtype, rng):
-    x, kernel, bias, geo = conv_problem(GEOMETRIES["stride_2x1_odd_batch_1"], rng, dtype)
+def test_compiled_conv_outputs_and_beta(dtype, name, rng):
+    x, kernel, bias, geo = conv_problem(ALL_GEOMETRIES[name], rng, dtype)
     tol = conv_tolerance(dtype, x, kernel, bias)
     expected = reference.conv2d_forward(x, kernel, bias, "linear", *geo)
 
