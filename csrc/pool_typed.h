@@ -41,7 +41,7 @@ int FN(nnf_max_pool2d_forward)(const nnf_pool_shape *s, const T *x, T *y, int32_
             for (nnf_int ih = ih_lo; ih < ih_hi; ih++) {
                 for (nnf_int iw = iw_lo; iw < iw_hi; iw++) {
                     int32_t base = (int32_t)((ih * s->in_w + iw) * c);
-                    const T *src = img + base;
+                    const T *restrict src = img + base;
                     if (first) {
                         first = 0;
                         for (nnf_int ci = 0; ci < c; ci++) {
@@ -57,10 +57,14 @@ int FN(nnf_max_pool2d_forward)(const nnf_pool_shape *s, const T *x, T *y, int32_
                             out[ci] = src[ci] > out[ci] ? src[ci] : out[ci];
                         }
                     } else {
+                        /* The index is chosen with a mask instead of a
+                         * branch, so that the loop vectorizes. */
                         for (nnf_int ci = 0; ci < c; ci++) {
-                            int larger = src[ci] > out[ci];
-                            out[ci] = larger ? src[ci] : out[ci];
-                            arg[ci] = larger ? base + (int32_t)ci : arg[ci];
+                            T value = src[ci];
+                            T best = out[ci];
+                            int32_t larger = -(int32_t)(value > best);
+                            out[ci] = value > best ? value : best;
+                            arg[ci] = (arg[ci] & ~larger) | ((base + (int32_t)ci) & larger);
                         }
                     }
                 }

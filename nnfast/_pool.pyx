@@ -65,8 +65,28 @@ cdef extern from "pool.h" nogil:
 _MAX_IMAGE_SIZE = 2**31 - 1
 
 
+cdef bint _is_ready(object x, int ndim, int typenum):
+    """True when x needs no check or copy: an ndarray of ``ndim`` axes and dtype
+    ``typenum`` (-1 for float32 or float64), C-contiguous, aligned, native order."""
+    if not cnp.PyArray_Check(x):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>x
+    if cnp.PyArray_NDIM(arr) != ndim:
+        return False
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if typenum < 0:
+        if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+            return False
+    elif t != typenum:
+        return False
+    return (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
+            and cnp.PyArray_ISNOTSWAPPED(arr))
+
+
 def _input(op, name, x):
     """Return a checked 4-D float array, C-contiguous and aligned."""
+    if _is_ready(x, 4, -1):
+        return x
     check_float_array(op, name, x)
     if x.ndim != 4:
         raise ValueError(f"{op}: {name} must be 4-D, got {x.ndim}-D with shape {x.shape}")
@@ -75,8 +95,47 @@ def _input(op, name, x):
     return x
 
 
+cdef bint _disjoint(object out, tuple inputs):
+    """True when the C-contiguous ``out`` shares no byte with any input (None allowed)."""
+    cdef char *lo = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
+    cdef char *hi = lo + cnp.PyArray_NBYTES(<cnp.ndarray>out)
+    cdef char *other_lo
+    for other in inputs:
+        if other is None:
+            continue
+        if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>other):
+            return False
+        other_lo = <char *>cnp.PyArray_DATA(<cnp.ndarray>other)
+        if other_lo < hi and lo < other_lo + cnp.PyArray_NBYTES(<cnp.ndarray>other):
+            return False
+    return True
+
+
+cdef object _output(str op, str name, object out, tuple shape, object dtype, tuple inputs):
+    """Return the array the kernel writes for ``out``: ``out`` itself when it is
+    ready to be written, else a checked temporary for :func:`finish_output`."""
+    cdef int typenum
+    if dtype == np.int32:
+        typenum = cnp.NPY_INT32
+    elif dtype == np.float32:
+        typenum = cnp.NPY_FLOAT32
+    else:
+        typenum = cnp.NPY_FLOAT64
+    cdef cnp.ndarray arr
+    if _is_ready(out, len(shape), typenum):
+        arr = <cnp.ndarray>out
+        if (cnp.PyArray_ISWRITEABLE(arr) and out.shape == shape
+                and _disjoint(out, inputs)):
+            return out
+    check_out(op, name, out, shape, dtype)
+    return output_buffer(out, (), inputs)
+
+
 def _pair(op, name, value, minimum):
     """Return ``value`` as a tuple of two ints >= ``minimum``, or raise."""
+    if (type(value) is tuple and len(value) == 2 and type(value[0]) is int
+            and type(value[1]) is int and value[0] >= minimum and value[1] >= minimum):
+        return value
     try:
         first, second = value
     except (TypeError, ValueError):
@@ -163,12 +222,10 @@ def max_pool2d_forward(x, pool_size, strides, padding, out=None, argmax_out=None
     if out is None:
         y = np.empty(shape, dtype=x.dtype)
     else:
-        check_out(op, "out", out, shape, x.dtype)
-        y = output_buffer(out, (), (x,))
+        y = _output(op, "out", out, shape, x.dtype, (x,))
     argmax = None
     if argmax_out is not None:
-        check_out(op, "argmax_out", argmax_out, shape, np.int32)
-        argmax = output_buffer(argmax_out, (), (x, y))
+        argmax = _output(op, "argmax_out", argmax_out, shape, np.int32, (x, y))
 
     cdef bint single = x.dtype == np.float32
     cdef int threads = resolve(n_threads)
@@ -184,9 +241,9 @@ def max_pool2d_forward(x, pool_size, strides, padding, out=None, argmax_out=None
             status = nnf_max_pool2d_forward_f64(&s, <const double *>x_data,
                                                 <double *>y_data, arg_data, threads)
     _raise_status(op, status)
-    if argmax_out is not None:
+    if argmax_out is not None and argmax is not argmax_out:
         finish_output(argmax, argmax_out)
-    if out is None:
+    if out is None or y is out:
         return y
     return finish_output(y, out)
 
@@ -210,8 +267,7 @@ def max_pool2d_backward(dy, argmax, pool_size, strides, padding, dx_out, n_threa
     if dy.shape != shape:
         raise ValueError(f"{op}: dy must have the output shape {shape}, got {dy.shape}")
     argmax = _check_argmax(op, argmax, shape)
-    check_out(op, "dx_out", dx_out, dx_out.shape, dy.dtype)
-    dx = output_buffer(dx_out, (), (dy, argmax))
+    dx = _output(op, "dx_out", dx_out, dx_out.shape, dy.dtype, (dy, argmax))
 
     cdef bint single = dy.dtype == np.float32
     cdef int threads = resolve(n_threads)
@@ -243,8 +299,7 @@ def avg_pool2d_forward(x, pool_size, strides, padding, out=None, n_threads=None)
     if out is None:
         y = np.empty(shape, dtype=x.dtype)
     else:
-        check_out(op, "out", out, shape, x.dtype)
-        y = output_buffer(out, (), (x,))
+        y = _output(op, "out", out, shape, x.dtype, (x,))
 
     cdef bint single = x.dtype == np.float32
     cdef int threads = resolve(n_threads)
@@ -259,7 +314,7 @@ def avg_pool2d_forward(x, pool_size, strides, padding, out=None, n_threads=None)
             status = nnf_avg_pool2d_forward_f64(&s, <const double *>x_data,
                                                 <double *>y_data, threads)
     _raise_status(op, status)
-    if out is None:
+    if out is None or y is out:
         return y
     return finish_output(y, out)
 
@@ -280,8 +335,7 @@ def avg_pool2d_backward(dy, pool_size, strides, padding, dx_out, n_threads=None)
     check_same_dtype(op, "dy", dy, "dx_out", dx_out)
     if dy.shape != shape:
         raise ValueError(f"{op}: dy must have the output shape {shape}, got {dy.shape}")
-    check_out(op, "dx_out", dx_out, dx_out.shape, dy.dtype)
-    dx = output_buffer(dx_out, (), (dy,))
+    dx = _output(op, "dx_out", dx_out, dx_out.shape, dy.dtype, (dy,))
 
     cdef bint single = dy.dtype == np.float32
     cdef int threads = resolve(n_threads)
