@@ -136,9 +136,12 @@ def parse_args():
                         help="alternating batches per product and library")
     parser.add_argument("--batch-seconds", type=float, default=0.05,
                         help="target duration of one batch, in seconds")
-    parser.add_argument("--pause", type=float, default=0.02,
+    parser.add_argument("--pause", type=float, default=0.3,
                         help="sleep between batches in seconds, so that the "
-                             "other library's idle threads stop spinning")
+                             "other library's worker threads, which may "
+                             "busy-wait for a while after a call, are idle "
+                             "(with 0.01 s, nnfast's two-thread runs stalled "
+                             "behind NumPy's threads on a 2-core machine)")
     parser.add_argument("--timer", choices=["wall", "thread"], default="wall",
                         help="wall: elapsed time. thread: CPU time of the calling "
                              "thread, which ignores time the OS gives to other "
