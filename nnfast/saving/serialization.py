@@ -191,12 +191,13 @@ def estimated_weight_bytes(layers, input_shape=None):
     is built. Counts nnfast's own layers and stops at the first other class,
     whose weights it cannot know.
     """
-    # NOTE: only Dense has weights among the layers counted here. A layer type
-    # with weights that nnfast adds later is not counted, so a forged config
-    # of it is only caught after it is built, until it is added below.
-    from nnfast.layers import core
+    from nnfast.layers import activation_layers, convolutional, core, normalization
+    from nnfast.layers import pooling, reshaping
 
-    weightless = (core.Activation, core.Dropout, core.Flatten)
+    weightless = (core.Activation, core.Dropout, core.Flatten, pooling._Pooling,
+                  pooling._GlobalPooling, reshaping.Reshape, reshaping.ZeroPadding2D,
+                  activation_layers.ReLU, activation_layers.Softmax,
+                  activation_layers._KernelActivation)
     total = 0
     shape = input_shape
     for layer in layers:
@@ -213,15 +214,38 @@ def estimated_weight_bytes(layers, input_shape=None):
                     f"layer {layer.name!r} has input shape {batch_shape[1:]}, but "
                     "dimensions must be ints >= 0"
                 )
-        if type(layer) is core.Dense:
-            if not shape:
+        count = _weight_count(layer, shape, core, convolutional, normalization)
+        if count is None:
+            if not isinstance(layer, weightless):
+                # A class whose weights cannot be known from its config.
                 return total
-            count = shape[-1] * layer.units + (layer.units if layer.use_bias else 0)
+        else:
             total += count * np.dtype(layer.dtype).itemsize
-        elif type(layer) not in weightless:
-            return total
         shape = tuple(layer.compute_output_shape(shape))
     return total
+
+
+def _weight_count(layer, shape, core, convolutional, normalization):
+    """Return the number of weight values ``layer`` creates, or None if unknown."""
+    if not shape:
+        return None
+    if type(layer) is core.Dense:
+        return shape[-1] * layer.units + (layer.units if layer.use_bias else 0)
+    if isinstance(layer, convolutional._Conv):
+        kernel = math.prod(layer.kernel_size) * shape[-1] * layer.filters
+        return kernel + (layer.filters if layer.use_bias else 0)
+    if isinstance(layer, normalization.BatchNormalization):
+        channels = shape[layer.axis] if -len(shape) - 1 < layer.axis < len(shape) else 0
+        # gamma and beta when enabled, plus the two moving statistics.
+        return channels * (2 + int(layer.center) + int(layer.scale))
+    if isinstance(layer, normalization.LayerNormalization):
+        axes = layer.axis if isinstance(layer.axis, list) else [layer.axis]
+        size = 1
+        for axis in axes:
+            if -len(shape) - 1 < axis < len(shape):
+                size *= shape[axis]
+        return size * (int(layer.center) + int(layer.scale))
+    return None
 
 
 def input_shape_of(architecture):
