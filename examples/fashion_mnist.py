@@ -52,8 +52,9 @@ def main():
 
     test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"\nTest accuracy: {test_accuracy:.4f} (loss {test_loss:.4f})")
+    threads = nnfast.get_num_threads()
     print(f"Training time: {train_seconds:.1f} s for {args.epochs} epochs "
-          f"({nnfast.get_num_threads()} threads)")
+          f"({threads} thread{'s' if threads != 1 else ''})")
 
 
 if __name__ == "__main__":
