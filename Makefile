@@ -11,7 +11,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
 $(VENV)/.installed: $(SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip "setuptools>=64" wheel "Cython>=3" numpy
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77" wheel "Cython>=3" numpy
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
 	touch $@
 
