@@ -134,7 +134,8 @@ def describe_environment():
         f"load average (1, 5, 15 min) at start: {describe_load()}",
         f"python: {platform.python_version()}",
         f"nnfast: {nnfast.__version__}, simd {_runtime.simd_name()}, "
-        f"openmp {'on' if nnfast.openmp_enabled() else 'off'}",
+        f"openmp {'on' if nnfast.openmp_enabled() else 'off'}, "
+        f"source {describe_commit()}",
         f"numpy: {np.__version__}",
     ]
     lines.extend(describe_blas())
@@ -147,6 +148,21 @@ def describe_environment():
     lines.append(f"OpenBLAS overrides in the environment: {overrides or 'none'}")
     lines.append(f"command: {' '.join(['python'] + sys.argv)}")
     return lines
+
+
+def describe_commit():
+    """Return the repository's commit, marked when the work tree differs from it."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, cwd=REPO_ROOT,
+                                check=True, timeout=30).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain",
+                                 "--untracked-files=no"],
+                                capture_output=True, text=True, cwd=REPO_ROOT,
+                                check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return f"commit {commit}" + (" with local changes" if status.strip() else "")
 
 
 def describe_blas():

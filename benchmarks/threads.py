@@ -204,13 +204,13 @@ def report_small_products(args, rng):
                   f"{two_threads * 1e6:>10.1f} {ratios[batch_size]:>6.2f}")
         _common.print_other_load(load)
         payoff[label] = first_payoff(ratios)
-        found = payoff[label]
-        if found is None:
-            print(f"  The second thread does not cut the time by {PAYOFF:.0%} at "
-                  "the largest batch sizes measured.\n")
+        paying = [str(b) for b, ratio in ratios.items() if ratio <= 1.0 - PAYOFF]
+        print(f"  The second thread cuts the time by at least {PAYOFF:.0%} at "
+              f"batch sizes: {', '.join(paying) or 'none'}.")
+        if payoff[label] is None:
+            print("  It does not do so at every size up to the largest measured.\n")
         else:
-            print(f"  The second thread cuts the time by at least {PAYOFF:.0%} "
-                  f"from batch {found} on.\n")
+            print(f"  It does so at every size from batch {payoff[label]} up.\n")
     return payoff
 
 

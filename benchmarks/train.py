@@ -14,9 +14,11 @@ thread count. TensorFlow/Keras runs it too when it is installed.
 
 Each run is a child process, so that thread settings and peak memory belong
 to one framework. A child loads the images as uint8, scales them to float32
-once, trains, and reports the seconds per epoch, its peak resident set size
-(ru_maxrss) after training and the test accuracy after the last epoch. The
-frameworks alternate run by run, and the script reports medians.
+once, trains, and reports the wall and CPU seconds per epoch, its peak
+resident set size (ru_maxrss) after training and the test accuracy after the
+last epoch. The frameworks alternate run by run, and the script reports
+medians. Before each run it waits, for at most --max-wait seconds, until
+other processes leave the CPUs mostly idle.
 """
 
 import os
@@ -49,6 +51,18 @@ ACCURACY_TOLERANCE = 0.01
 # Children: one training run each --------------------------------------------
 
 
+class Clock:
+    """Wall time, and CPU time of all threads of this process, since creation."""
+
+    def __init__(self):
+        self._wall = time.perf_counter()
+        self._cpu = time.process_time()
+
+    def elapsed(self):
+        """Return (wall seconds, CPU seconds) since creation."""
+        return time.perf_counter() - self._wall, time.process_time() - self._cpu
+
+
 def top1_accuracy(logits, labels):
     return float(np.mean(np.argmax(logits, axis=1) == labels))
 
@@ -71,9 +85,9 @@ def train_nnfast(data, n_threads, batch_size, epochs, seed):
         loss=nnfast.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    start = time.perf_counter()
+    clock = Clock()
     model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0)
-    seconds = time.perf_counter() - start
+    seconds = clock.elapsed()
     peak = _common.peak_rss_mib()
     logits = model.predict(x_test, batch_size=1024, verbose=0)
     return seconds, peak, top1_accuracy(logits, y_test)
@@ -105,7 +119,7 @@ def train_torch(data, n_threads, batch_size, epochs, seed):
     y = torch.from_numpy(y_train)
     n = x.shape[0]
 
-    start = time.perf_counter()
+    clock = Clock()
     model.train()
     for _ in range(epochs):
         order = torch.randperm(n)
@@ -115,7 +129,7 @@ def train_torch(data, n_threads, batch_size, epochs, seed):
             loss = loss_fn(model(x[indices]), y[indices])
             loss.backward()
             optimizer.step()
-    seconds = time.perf_counter() - start
+    seconds = clock.elapsed()
     peak = _common.peak_rss_mib()
 
     model.eval()
@@ -145,9 +159,9 @@ def train_keras(data, n_threads, batch_size, epochs, seed):
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    start = time.perf_counter()
+    clock = Clock()
     model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0)
-    seconds = time.perf_counter() - start
+    seconds = clock.elapsed()
     peak = _common.peak_rss_mib()
     logits = model.predict(x_test, batch_size=1024, verbose=0)
     return seconds, peak, top1_accuracy(logits, y_test)
@@ -164,10 +178,11 @@ def run_child(args):
     importlib.import_module(MODULES[args.child])
     data = _common.load_scaled_fashion_mnist(args.data, args.n_train)
     rss_after_load = _common.peak_rss_mib()
-    seconds, peak, accuracy = TRAINERS[args.child](
+    (seconds, cpu_seconds), peak, accuracy = TRAINERS[args.child](
         data, args.child_threads, args.child_batch_size, args.epochs, args.seed)
     _common.dump_json({
         "seconds_per_epoch": seconds / args.epochs,
+        "cpu_seconds_per_epoch": cpu_seconds / args.epochs,
         "peak_rss_mib": peak,
         "rss_after_load_mib": rss_after_load,
         "accuracy": accuracy,
@@ -224,8 +239,9 @@ def print_config(results, frameworks, n_threads, batch_size):
         shares = [run["other_load"] for run in results[key]
                   if run["other_load"] is not None]
         others = _common.format_share(max(shares) if shares else None)
+        cpu_seconds = summary(results, key, "cpu_seconds_per_epoch")
         print(f"{n_threads:>7} {batch_size:>5} {LABELS[framework]:9} "
-              f"{seconds:>9.2f} {seconds / torch_seconds:>6.2f} "
+              f"{seconds:>9.2f} {seconds / torch_seconds:>6.2f} {cpu_seconds:>9.2f} "
               f"{summary(results, key, 'accuracy'):>8.4f} {others:>7}   {runs}",
               flush=True)
 
@@ -259,13 +275,15 @@ def build_targets(args, results, rss):
         if limit is None:
             continue
         for n_threads in args.threads:
-            ratio = (summary(results, ("nnfast", n_threads, batch_size),
-                             "seconds_per_epoch")
-                     / summary(results, ("torch", n_threads, batch_size),
-                               "seconds_per_epoch"))
+            nnfast_key = ("nnfast", n_threads, batch_size)
+            torch_key = ("torch", n_threads, batch_size)
+            ratio = (summary(results, nnfast_key, "seconds_per_epoch")
+                     / summary(results, torch_key, "seconds_per_epoch"))
+            cpu_ratio = (summary(results, nnfast_key, "cpu_seconds_per_epoch")
+                         / summary(results, torch_key, "cpu_seconds_per_epoch"))
             targets.append(_common.Target(
                 f"epoch, batch {batch_size}, {n_threads} thr <= {limit}x PyTorch",
-                f"{ratio:.2f}x", ratio <= limit))
+                f"{ratio:.2f}x (cpu s {cpu_ratio:.2f}x)", ratio <= limit))
     ratio = rss["nnfast"][0] / rss["torch"][0]
     targets.append(_common.Target(
         f"peak RSS, batch 32 <= {RSS_TARGET}x PyTorch",
@@ -298,10 +316,12 @@ def run_parent(args):
               f"{args.repeats} repeat(s); the numbers are only indicative.")
     print(f"Each value is the median of {args.repeats} run(s), one child process "
           f"each. 'ratio' is to PyTorch, and accuracy is on the 10,000 test images "
-          f"after {args.epochs} epoch(s). 'others' is the largest share of the CPUs "
-          "that other processes used during one of the runs.\n")
+          f"after {args.epochs} epoch(s). 'cpu s' is the CPU time of all the "
+          "child's threads per epoch, which other processes inflate less than "
+          "the wall time when the run has one thread. 'others' is the largest "
+          "share of the CPUs that other processes used during one of the runs.\n")
     print(f"{'threads':>7} {'batch':>5} {'framework':9} {'s/epoch':>9} {'ratio':>6} "
-          f"{'accuracy':>8} {'others':>7}   runs (s/epoch)")
+          f"{'cpu s':>9} {'accuracy':>8} {'others':>7}   runs (s/epoch)")
 
     with tempfile.TemporaryDirectory(prefix="nnfast-bench-") as folder:
         args.data = os.path.join(folder, "fashion_mnist.npz")
