@@ -167,3 +167,62 @@ def test_pandas_by_position(data):
     expected = model.evaluate(x, y, verbose=0)
     np.testing.assert_allclose(model.evaluate(frame, series, verbose=0), expected)
     model.fit(frame, series, epochs=1, verbose=0)
+
+
+def test_metrics_ignore_weights_weighted_metrics_use_them(data):
+    x, y = data
+    model = make_model()
+    model.compile(optimizer=nnfast.optimizers.SGD(learning_rate=0.0),
+                  loss=nnfast.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], weighted_metrics=["accuracy"])
+    assert model.metrics_names == ["loss", "accuracy", "weighted_accuracy"]
+    weights = np.where(np.arange(96) < 48, 1.0, 0.0)
+    logs = model.evaluate(x, y, sample_weight=weights, return_dict=True, verbose=0)
+    hits = model.predict(x, verbose=0).argmax(axis=1) == y
+    assert logs["accuracy"] == pytest.approx(hits.mean())
+    assert logs["weighted_accuracy"] == pytest.approx(hits[:48].mean())
+
+
+def test_loss_weights_scale_loss(data):
+    x, y = data
+    model = make_model()
+    plain = model.evaluate(x, y, verbose=0)[0]
+    model.compile(optimizer="sgd",
+                  loss=nnfast.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  loss_weights=[2.5])
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(2.5 * plain, rel=1e-6)
+
+
+def test_predict_on_batch_zero_rows(data):
+    model = make_model()
+    out = model.predict_on_batch(np.zeros((0, 5), dtype="float32"))
+    assert out.shape == (0, 3)
+    assert model(np.zeros((0, 5), dtype="float32")).shape == (0, 3)
+
+
+def test_unbatched_dataset_says_batch(data):
+    x, y = data
+    model = make_model()
+    dataset = nnfast.data.Dataset.from_tensor_slices((x, y))
+    with pytest.raises(ValueError, match=r"\.batch\(batch_size\)"):
+        model.fit(dataset, verbose=0)
+
+
+def test_validation_split_leaving_nothing(data):
+    x, y = data
+    model = make_model()
+    with pytest.raises(ValueError, match="leaves no training samples"):
+        model.fit(x[:1], y[:1], validation_split=0.5, verbose=0)
+
+
+def test_layer_names_follow_keras():
+    assert layers.Conv2D(2, 3).name.startswith("conv2d")
+    assert layers.MaxPooling2D().name.startswith("max_pooling2d")
+    assert layers.BatchNormalization().name.startswith("batch_normalization")
+
+
+def test_save_into_missing_folder(tmp_path, data):
+    model = make_model()
+    target = tmp_path / "missing" / "model.nnf"
+    with pytest.raises(FileNotFoundError, match="missing"):
+        model.save(str(target))

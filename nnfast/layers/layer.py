@@ -1,6 +1,7 @@
 """The base class of all layers."""
 
 import itertools
+import re
 import numbers
 
 import numpy as np
@@ -21,12 +22,9 @@ def _unique_name(prefix):
 
 
 def _snake_case(name):
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i > 0 and not name[i - 1].isupper():
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
+    """Return a class name in snake case as Keras writes it: Conv2D -> conv2d."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 class Weight:

@@ -68,6 +68,9 @@ class Model:
         self._chain_key = None
         self._layout_generation = -1
         self._distribute = None
+        self._loss_scale = 1.0
+        self._metric_specs = []
+        self._weighted_metric_specs = []
 
     # Weights layout ---------------------------------------------------------
 
@@ -137,11 +140,20 @@ class Model:
             optimizer: optimizer name or instance.
             loss: loss name or instance.
             metrics: list of metric names or instances ("accuracy" picks the
-                accuracy that matches the loss, as in Keras).
+                accuracy that matches the loss, as in Keras). They ignore
+                sample and class weights, as in Keras 3.
+            loss_weights: a float (or a one-element list or dict) that
+                scales the loss of the model's one output.
+            weighted_metrics: metrics that take sample and class weights.
             distribute: optional ``nnfast.distributed.DataParallel`` strategy
                 that makes ``fit`` train over MPI processes.
+
+        ``run_eagerly``, ``steps_per_execution``, ``jit_compile`` and
+        ``auto_scale_loss`` are accepted for Keras compatibility and change
+        nothing: nnfast always runs the same compiled kernels.
         """
         self._distribute = distribute
+        self._loss_scale = _single_loss_weight(loss_weights)
         if loss is None:
             raise ValueError(
                 "compile: `loss` is required, for example "
@@ -154,6 +166,11 @@ class Model:
         elif isinstance(metrics, (str, metrics_module.Metric)):
             metrics = [metrics]
         self._metric_specs = list(metrics)
+        if weighted_metrics is None:
+            weighted_metrics = []
+        elif isinstance(weighted_metrics, (str, metrics_module.Metric)):
+            weighted_metrics = [weighted_metrics]
+        self._weighted_metric_specs = list(weighted_metrics)
         self._compiled = True
         self.compiled_metrics = []
         self._compile_config = {
@@ -167,10 +184,22 @@ class Model:
 
     def _resolve_metrics(self):
         output_shape = self.output_shape
-        self.compiled_metrics = [
-            metrics_module.get(spec, loss=self.loss, output_shape=output_shape)
-            for spec in self._metric_specs
-        ]
+        plain = [metrics_module.get(spec, loss=self.loss, output_shape=output_shape)
+                 for spec in self._metric_specs]
+        weighted = [metrics_module.get(spec, loss=self.loss, output_shape=output_shape)
+                    for spec in self._weighted_metric_specs]
+        names = {metric.name for metric in plain}
+        for metric in weighted:
+            metric._takes_weights = True
+            if metric.name in names:
+                # Keras 3 reports a weighted twin of a metric under its own name.
+                metric.name = f"weighted_{metric.name}"
+        self.compiled_metrics = plain + weighted
+
+    @property
+    def metrics_names(self):
+        """The names of the values ``evaluate`` returns: "loss", then metrics."""
+        return ["loss"] + [metric.name for metric in self.compiled_metrics]
 
     def _check_compiled(self, where):
         if not self._compiled:
@@ -265,6 +294,9 @@ class Model:
         per_sample, grad = self.loss.compute(yb, outputs, wb, want_grad=True,
                                              logits=fused is not None,
                                              grad_out=workspace.grad)
+        if self._loss_scale != 1.0:
+            per_sample = per_sample * self._loss_scale
+            grad *= grad.dtype.type(self._loss_scale)
         self._backward(grad, workspace)
         penalty = 0.0
         if self._regularized:
@@ -305,6 +337,8 @@ class Model:
         outputs = self._forward(xb, False, workspace, fused, self._regularized)
         per_sample, _ = self.loss.compute(yb, outputs, wb, want_grad=False,
                                           logits=fused is not None)
+        if self._loss_scale != 1.0:
+            per_sample = per_sample * self._loss_scale
         penalty = self._penalty(workspace) if self._regularized else 0.0
         if fused is not None:
             outputs = self._probabilities(outputs, fused)
@@ -319,8 +353,12 @@ class Model:
         if y is None:
             raise ValueError(f"{where}: `y` is required")
         y = data_adapter.to_array(y, "y")
-        if x.ndim == 0:
-            raise ValueError(f"{where}: `x` must have a batch axis, got a scalar")
+        if x.ndim == 0 or y.ndim == 0:
+            raise ValueError(
+                f"{where}: x and y must have a batch axis, got x of shape {x.shape} "
+                f"and y of shape {y.shape}. A Dataset of single samples needs "
+                ".batch(batch_size)."
+            )
         data_adapter.check_sample_counts(x, y, where)
         self._build_from(x, where)
         x = data_adapter.convert_inputs(x, self.dtype)
@@ -415,6 +453,11 @@ class Model:
                     weights = weights[:split]
                 x, y = x[:split], y[:split]
             if x.shape[0] == 0:
+                if validation_split:
+                    raise ValueError(
+                        f"fit: validation_split={validation_split} leaves no "
+                        "training samples; use a smaller split or more data"
+                    )
                 raise ValueError(
                     "fit: x has 0 samples; training needs at least one sample"
                 )
@@ -474,10 +517,12 @@ class Model:
                     if self.stop_training:
                         break
                 if source.exhausted:
+                    hint = ("The Dataset yielded no batches." if source.reiterable
+                            else "Pass a Dataset, which can be iterated again, or "
+                                 "set steps_per_epoch.")
                     warnings.warn(
-                        "fit: the input ran out of data before epoch "
-                        f"{epoch + 1}; training stops. Pass a Dataset, which can "
-                        "be iterated again, or set steps_per_epoch.", stacklevel=2)
+                        f"fit: the input ran out of data before epoch {epoch + 1}; "
+                        f"training stops. {hint}", stacklevel=3)
                     break
                 if strategy is not None:
                     logs = self._reduced_logs(tracker)
@@ -512,7 +557,8 @@ class Model:
         tracker.update_state([batch_loss], sample_weight=[per_sample.shape[0]])
         logs = {"loss": tracker.result()}
         for metric in self.compiled_metrics:
-            metric.update_state(yb, outputs, wb)
+            metric.update_state(yb, outputs,
+                                wb if getattr(metric, "_takes_weights", False) else None)
             logs[metric.name] = metric.result()
         return logs
 
@@ -701,6 +747,10 @@ class Model:
                 return out
             return result
         n = x.shape[0]
+        if n == 0:
+            if out is None:
+                out = np.empty((0,) + tuple(self.output_shape), dtype=self.dtype)
+            return out
         flat = x.reshape(n, -1) if x.ndim != 2 else x
         buffers = workspace.chain_buffers
         if buffers is None:
@@ -993,3 +1043,30 @@ def _loss_weight(loss, n_samples, sample_weight):
         return None
     scale = loss.grad_scale(n_samples, sample_weight)
     return 1.0 / scale if scale else 0.0
+
+
+def _single_loss_weight(loss_weights):
+    """Return the loss scale of a one-output model from ``loss_weights``."""
+    if loss_weights is None:
+        return 1.0
+    values = loss_weights
+    if isinstance(values, dict):
+        values = list(values.values())
+    if isinstance(values, (list, tuple)):
+        if len(values) != 1:
+            raise ValueError(
+                "compile: a Sequential model has one output, so `loss_weights` "
+                f"must hold one value, got {loss_weights!r}"
+            )
+        values = values[0]
+    try:
+        scale = float(values)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"compile: `loss_weights` must be a number, got {loss_weights!r}"
+        ) from None
+    if not math.isfinite(scale) or scale < 0:
+        raise ValueError(
+            f"compile: `loss_weights` must be finite and >= 0, got {loss_weights!r}"
+        )
+    return scale

@@ -172,6 +172,11 @@ def _write_atomically(path, write):
     name cut to 50 characters.
     """
     directory, basename = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"cannot save to {os.fspath(path)!r}: the folder {directory!r} does not "
+            "exist; create it first"
+        )
     # Cut the name so that the temporary name stays under the usual 255-byte
     # limit of a file name, even with 4-byte UTF-8 characters.
     stem = basename[:50]
