@@ -297,3 +297,27 @@ def test_cnn_predict_batch_one_matches_batch(rng):
     for i in range(5):
         np.testing.assert_allclose(model.predict_on_batch(x[i:i + 1])[0], batch[i],
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_cnn_save_and_load_keeps_moving_statistics(tmp_path, rng):
+    model = nnfast.Sequential([
+        layers.Input(shape=(10, 10, 2)),
+        layers.ZeroPadding2D(((1, 0), (0, 1))),
+        layers.Conv2D(4, 3, strides=2, padding="same", activation="tanh"),
+        layers.BatchNormalization(momentum=0.8),
+        layers.LayerNormalization(axis=[-2, -1]),
+        layers.AveragePooling2D(2, padding="same"),
+        layers.Reshape((-1,)),
+        layers.Dense(3),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = rng.random((8, 10, 10, 2), dtype=np.float32)
+    model.fit(x, rng.integers(0, 3, 8), epochs=2, verbose=0)
+    path = tmp_path / "cnn.nnf"
+    model.save(path)
+    restored = nnfast.models.load_model(path)
+    assert [type(layer).__name__ for layer in restored.layers] == [
+        type(layer).__name__ for layer in model.layers]
+    np.testing.assert_array_equal(restored.layers[2].moving_mean,
+                                  model.layers[2].moving_mean)
+    np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
