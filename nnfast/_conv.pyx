@@ -213,8 +213,9 @@ def conv2d_forward(x, kernel, bias, activation, strides, padding, dilation, out=
     """y = activation(conv2d(x, kernel) + bias), a cross-correlation as in Keras.
 
     ``bias`` is (filters,) or None. ``activation`` is one of
-    FUSED_ACTIVATIONS: "linear", "relu", "sigmoid" or "tanh". Returns ``out``, or a new C-contiguous array of
-    shape (batch, out_h, out_w, filters) when it is None.
+    FUSED_ACTIVATIONS: "linear", "relu", "sigmoid" or "tanh". Returns
+    ``out``, or a new C-contiguous array of shape (batch, out_h, out_w,
+    filters) when it is None.
     """
     op = "conv2d_forward"
     cdef int act = _activation_code(op, activation)

@@ -682,10 +682,11 @@ def _conv_patches(x, kernel_h, kernel_w, strides, padding, dilation):
     patches = np.empty((x.shape[0], out_h, out_w, kernel_h, kernel_w, x.shape[3]),
                        dtype=x.dtype)
     for p in range(kernel_h):
-        rows = slice(p * dilation_h, p * dilation_h + (out_h - 1) * stride_h + 1, stride_h)
+        row_start = p * dilation_h
+        rows = slice(row_start, row_start + (out_h - 1) * stride_h + 1, stride_h)
         for q in range(kernel_w):
-            cols = slice(q * dilation_w, q * dilation_w + (out_w - 1) * stride_w + 1,
-                         stride_w)
+            col_start = q * dilation_w
+            cols = slice(col_start, col_start + (out_w - 1) * stride_w + 1, stride_w)
             patches[:, :, :, p, q, :] = padded[:, rows, cols, :]
     return patches
 
@@ -713,7 +714,8 @@ def conv2d_forward(x, kernel, bias, activation, strides, padding, dilation, out=
 
 
 def conv2d_backward(x, kernel, y, dy, activation, strides, padding, dilation,
-                    kernel_grad_out, bias_grad_out, dx_out=None, beta=0.0, n_threads=None):
+                    kernel_grad_out, bias_grad_out, dx_out=None, beta=0.0,
+                    n_threads=None):
     """Backward pass of :func:`conv2d_forward`.
 
     With dz = dy * activation'(z): kernel_grad_out = the kernel gradient +
@@ -743,13 +745,14 @@ def conv2d_backward(x, kernel, y, dy, activation, strides, padding, dilation,
         dpatches = (dz @ kernel.reshape(-1, filters).T).reshape(patches.shape)
         _, out_h, out_w = patches.shape[:3]
         batch, height, width, channels = x.shape
-        dpadded = np.zeros((batch, height + top + bottom, width + left + right, channels),
-                           dtype=x.dtype)
+        padded_shape = (batch, height + top + bottom, width + left + right, channels)
+        dpadded = np.zeros(padded_shape, dtype=x.dtype)
         for p in range(kernel_h):
-            rows = slice(p * dilation_h, p * dilation_h + (out_h - 1) * stride_h + 1,
-                         stride_h)
+            row_start = p * dilation_h
+            rows = slice(row_start, row_start + (out_h - 1) * stride_h + 1, stride_h)
             for q in range(kernel_w):
-                cols = slice(q * dilation_w, q * dilation_w + (out_w - 1) * stride_w + 1,
+                col_start = q * dilation_w
+                cols = slice(col_start, col_start + (out_w - 1) * stride_w + 1,
                              stride_w)
                 dpadded[:, rows, cols, :] += dpatches[:, :, :, p, q, :]
         dx_out[...] = dpadded[:, top:top + height, left:left + width, :]
@@ -806,7 +809,8 @@ def max_pool2d_forward(x, pool_size, strides, padding, out=None, argmax_out=None
     return _store(y, out)
 
 
-def max_pool2d_backward(dy, argmax, pool_size, strides, padding, dx_out, n_threads=None):
+def max_pool2d_backward(dy, argmax, pool_size, strides, padding, dx_out,
+                        n_threads=None):
     """dx_out = 0, then each dy element added at the input element ``argmax`` names."""
     batch = dx_out.shape[0]
     image_size = int(np.prod(dx_out.shape[1:]))
@@ -830,15 +834,14 @@ def avg_pool2d_forward(x, pool_size, strides, padding, out=None, n_threads=None)
             values = x[:, np.clip(r, 0, height - 1)][:, :, np.clip(c, 0, width - 1)]
             total += np.where(valid, values, 0).astype(x.dtype, copy=False)
     count = sum(row_valid).astype(x.dtype)[:, None] * sum(col_valid).astype(x.dtype)
-    y = np.where(count[None, :, :, None] > 0, total / np.maximum(count, 1)[None, :, :, None],
-                 0)
+    count = count[None, :, :, None]
+    y = np.where(count > 0, total / np.maximum(count, 1), 0)
     return _store(y.astype(x.dtype, copy=False), out)
 
 
 def avg_pool2d_backward(dy, pool_size, strides, padding, dx_out, n_threads=None):
     """dx_out = the gradient of sum(dy * avg_pool2d(x)) with respect to x."""
-    batch, height, width, channels = dx_out.shape
-    (out_h, out_w), rows, cols, row_valid, col_valid = _pool_geometry(
+    _, rows, cols, row_valid, col_valid = _pool_geometry(
         dx_out.shape, pool_size, strides, padding)
     count = sum(row_valid).astype(dy.dtype)[:, None] * sum(col_valid).astype(dy.dtype)
     share = dy / np.maximum(count, 1)[None, :, :, None]
@@ -902,8 +905,8 @@ def batch_norm_inference(x, mean, var, gamma, beta, epsilon, out=None, n_threads
     return _store(y.astype(x.dtype), out)
 
 
-def batch_norm_backward(x, mean, var, gamma, epsilon, dy, dx_out=None, gamma_grad_out=None,
-                        beta_grad_out=None, n_threads=None):
+def batch_norm_backward(x, mean, var, gamma, epsilon, dy, dx_out=None,
+                        gamma_grad_out=None, beta_grad_out=None, n_threads=None):
     """Backward pass of :func:`batch_norm_forward`, given its statistics.
 
     Writes each of dx_out, gamma_grad_out and beta_grad_out that is given,
@@ -929,12 +932,13 @@ def layer_norm_forward(x, gamma, beta, epsilon, out=None, mean_out=None, var_out
     mean = x64.mean(axis=1, keepdims=True)
     var = ((x64 - mean) ** 2).mean(axis=1, keepdims=True)
     y = _normalize(x64, mean, var, _as64(gamma), _as64(beta), epsilon)
-    return (_store(y.astype(x.dtype), out), _store(mean[:, 0].astype(x.dtype), mean_out),
+    return (_store(y.astype(x.dtype), out),
+            _store(mean[:, 0].astype(x.dtype), mean_out),
             _store(var[:, 0].astype(x.dtype), var_out))
 
 
-def layer_norm_backward(x, mean, var, gamma, epsilon, dy, dx_out=None, gamma_grad_out=None,
-                        beta_grad_out=None, n_threads=None):
+def layer_norm_backward(x, mean, var, gamma, epsilon, dy, dx_out=None,
+                        gamma_grad_out=None, beta_grad_out=None, n_threads=None):
     """Backward pass of :func:`layer_norm_forward`, given its row statistics.
 
     Writes each of dx_out, gamma_grad_out and beta_grad_out that is given,

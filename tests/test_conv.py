@@ -1,4 +1,4 @@
-"""2-D convolution kernels: reference against finite differences, compiled against reference.
+"""2-D convolution kernels, against finite differences and the NumPy reference.
 
 The NumPy reference's backward pass is first checked in float64 against
 4th-order central finite differences of L = sum(conv2d_forward(...) * r),
@@ -29,7 +29,17 @@ FD_TOL = {"rtol": 1e-7, "atol": 1e-8}
 GEOMETRIES = {
     "valid_3x3": (2, 5, 6, 2, 3, (3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1)),
     "same_3x3": (2, 5, 4, 2, 3, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
-    "stride_2_asymmetric_pad": (2, 7, 6, 2, 3, (3, 2), (2, 2), ((0, 1), (1, 0)), (1, 1)),
+    "stride_2_asymmetric_pad": (
+        2,
+        7,
+        6,
+        2,
+        3,
+        (3, 2),
+        (2, 2),
+        ((0, 1), (1, 0)),
+        (1, 1),
+    ),
     "stride_2x1_odd_batch_1": (1, 7, 5, 3, 2, (2, 3), (2, 1), ((1, 1), (0, 2)), (1, 1)),
     "stride_3_kernel_2": (2, 8, 7, 1, 2, (2, 2), (3, 3), ((0, 0), (0, 0)), (1, 1)),
     "dilation_2": (2, 7, 7, 2, 2, (3, 3), (1, 1), ((2, 2), (2, 2)), (2, 2)),
@@ -58,14 +68,16 @@ def numerical_gradient(function, array, step=STEP):
             flat[i] = saved + k * step
             values[k] = function()
         flat[i] = saved
-        grad.flat[i] = (-values[2] + 8 * values[1] - 8 * values[-1] + values[-2]) / (12 * step)
+        grad.flat[i] = (-values[2] + 8 * values[1] - 8 * values[-1] + values[-2]) / (
+            12 * step
+        )
     return grad
 
 
 def conv_problem(geometry, rng, dtype=np.float64):
     batch, height, width, in_c, filters, kernel, strides, padding, dilation = geometry
     x = rng.standard_normal((batch, height, width, in_c)).astype(dtype)
-    w = (rng.standard_normal(kernel + (in_c, filters)) / np.sqrt(np.prod(kernel) * in_c))
+    w = rng.standard_normal(kernel + (in_c, filters)) / np.sqrt(np.prod(kernel) * in_c)
     bias = rng.standard_normal(filters).astype(dtype)
     return x, w.astype(dtype), bias, (strides, padding, dilation)
 
@@ -88,6 +100,7 @@ def conv_tolerance(dtype, x, kernel, bias):
 # Reference against finite differences.
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("activation", FD_ACTIVATIONS)
 @pytest.mark.parametrize("name", list(GEOMETRIES))
 def test_reference_conv_gradients(name, activation, rng):
@@ -96,14 +109,16 @@ def test_reference_conv_gradients(name, activation, rng):
     r = rng.standard_normal(y.shape)
 
     def loss():
-        return float(np.sum(reference.conv2d_forward(x, kernel, bias, activation,
-                                                     *geometry) * r))
+        return float(
+            np.sum(reference.conv2d_forward(x, kernel, bias, activation, *geometry) * r)
+        )
 
     kernel_grad = np.empty_like(kernel)
     bias_grad = np.empty_like(bias)
     dx = np.empty_like(x)
-    reference.conv2d_backward(x, kernel, y, r, activation, *geometry, kernel_grad,
-                              bias_grad, dx_out=dx)
+    reference.conv2d_backward(
+        x, kernel, y, r, activation, *geometry, kernel_grad, bias_grad, dx_out=dx
+    )
     np.testing.assert_allclose(dx, numerical_gradient(loss, x), **FD_TOL)
     np.testing.assert_allclose(kernel_grad, numerical_gradient(loss, kernel), **FD_TOL)
     np.testing.assert_allclose(bias_grad, numerical_gradient(loss, bias), **FD_TOL)
@@ -114,8 +129,9 @@ def test_reference_conv_hand_computed():
     # the sum of a 2 x 2 block.
     x = np.arange(9, dtype=np.float64).reshape(1, 3, 3, 1)
     kernel = np.ones((2, 2, 1, 1))
-    y = reference.conv2d_forward(x, kernel, np.array([0.5]), "linear", (1, 1),
-                                 ((0, 0), (0, 0)), (1, 1))
+    y = reference.conv2d_forward(
+        x, kernel, np.array([0.5]), "linear", (1, 1), ((0, 0), (0, 0)), (1, 1)
+    )
     np.testing.assert_array_equal(y[0, :, :, 0], [[8.5, 12.5], [20.5, 24.5]])
 
 
@@ -125,13 +141,16 @@ def test_reference_conv_beta_accumulates(rng):
     dy = rng.standard_normal(y.shape)
     fresh_k = np.empty_like(kernel)
     fresh_b = np.empty_like(bias)
-    reference.conv2d_backward(x, kernel, None, dy, "linear", *geometry, fresh_k, fresh_b)
+    reference.conv2d_backward(
+        x, kernel, None, dy, "linear", *geometry, fresh_k, fresh_b
+    )
     old_k = rng.standard_normal(kernel.shape)
     old_b = rng.standard_normal(bias.shape)
     acc_k = old_k.copy()
     acc_b = old_b.copy()
-    reference.conv2d_backward(x, kernel, None, dy, "linear", *geometry, acc_k, acc_b,
-                              beta=0.5)
+    reference.conv2d_backward(
+        x, kernel, None, dy, "linear", *geometry, acc_k, acc_b, beta=0.5
+    )
     np.testing.assert_allclose(acc_k, fresh_k + 0.5 * old_k, rtol=1e-12)
     np.testing.assert_allclose(acc_b, fresh_b + 0.5 * old_b, rtol=1e-12)
 
@@ -144,7 +163,17 @@ LARGE_GEOMETRIES = {
     # Rows of (16 * 9 + 24) values per pixel over 64 columns: the 1 MiB tile
     # takes about 24 output rows, so these span several tiles.
     "several_tiles": (3, 64, 64, 16, 24, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
-    "several_tiles_strided": (2, 70, 66, 16, 20, (3, 3), (2, 2), ((0, 1), (0, 1)), (1, 1)),
+    "several_tiles_strided": (
+        2,
+        70,
+        66,
+        16,
+        20,
+        (3, 3),
+        (2, 2),
+        ((0, 1), (0, 1)),
+        (1, 1),
+    ),
     "mnist_first_layer": (4, 28, 28, 1, 32, (3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1)),
     "mnist_second_layer": (4, 13, 13, 32, 64, (3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1)),
 }
@@ -163,8 +192,9 @@ ALL_GEOMETRIES = {**GEOMETRIES, **LARGE_GEOMETRIES, **DIRECT_GEOMETRIES}
 ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh"]
 
 
-def compare_conv(geometry, activation, dtype, rng, use_bias=True, transform=None,
-                 n_threads=None):
+def compare_conv(
+    geometry, activation, dtype, rng, use_bias=True, transform=None, n_threads=None
+):
     x, kernel, bias, geo = conv_problem(geometry, rng, dtype)
     if not use_bias:
         bias = None
@@ -173,33 +203,64 @@ def compare_conv(geometry, activation, dtype, rng, use_bias=True, transform=None
     tol = conv_tolerance(dtype, x, kernel, bias)
 
     expected_y = reference.conv2d_forward(x, kernel, bias, activation, *geo)
-    y = _conv.conv2d_forward(x_in, kernel_in, bias, activation, *geo, n_threads=n_threads)
+    y = _conv.conv2d_forward(
+        x_in, kernel_in, bias, activation, *geo, n_threads=n_threads
+    )
     np.testing.assert_allclose(y, expected_y, **tol)
 
     dy = rng.standard_normal(y.shape).astype(dtype)
-    expected = [np.empty_like(kernel), None if bias is None else np.empty_like(bias),
-                np.empty_like(x)]
-    reference.conv2d_backward(x, kernel, expected_y, dy, activation, *geo, expected[0],
-                              expected[1], dx_out=expected[2])
-    actual = [np.empty_like(kernel), None if bias is None else np.empty_like(bias),
-              np.empty_like(x)]
+    expected = [
+        np.empty_like(kernel),
+        None if bias is None else np.empty_like(bias),
+        np.empty_like(x),
+    ]
+    reference.conv2d_backward(
+        x,
+        kernel,
+        expected_y,
+        dy,
+        activation,
+        *geo,
+        expected[0],
+        expected[1],
+        dx_out=expected[2],
+    )
+    actual = [
+        np.empty_like(kernel),
+        None if bias is None else np.empty_like(bias),
+        np.empty_like(x),
+    ]
     dy_in = transform(dy) if transform is not None else dy
-    _conv.conv2d_backward(x_in, kernel_in, expected_y, dy_in, activation, *geo, actual[0],
-                          actual[1], dx_out=actual[2], n_threads=n_threads)
+    _conv.conv2d_backward(
+        x_in,
+        kernel_in,
+        expected_y,
+        dy_in,
+        activation,
+        *geo,
+        actual[0],
+        actual[1],
+        dx_out=actual[2],
+        n_threads=n_threads,
+    )
     # Kernel and bias gradients sum over every output pixel, and input
     # gradients over the taps and filters, so their scales follow those counts.
     pixels = int(np.prod(y.shape[:3]))
     grad_tol = dict(tolerance(dtype))
-    grad_tol["atol"] = 4 * pixels * eps(dtype) * float(np.abs(x).max()) * float(
-        np.abs(dy).max())
+    grad_tol["atol"] = (
+        4 * pixels * eps(dtype) * float(np.abs(x).max()) * float(np.abs(dy).max())
+    )
     np.testing.assert_allclose(actual[0], expected[0], **grad_tol)
     if bias is not None:
-        bias_tol = dict(grad_tol, atol=4 * pixels * eps(dtype) * float(np.abs(dy).max()))
+        bias_tol = dict(
+            grad_tol, atol=4 * pixels * eps(dtype) * float(np.abs(dy).max())
+        )
         np.testing.assert_allclose(actual[1], expected[1], **bias_tol)
     taps = int(np.prod(kernel.shape[:2])) * kernel.shape[3]
     dx_tol = dict(tolerance(dtype))
-    dx_tol["atol"] = 4 * taps * eps(dtype) * float(np.abs(kernel).max()) * float(
-        np.abs(dy).max())
+    dx_tol["atol"] = (
+        4 * taps * eps(dtype) * float(np.abs(kernel).max()) * float(np.abs(dy).max())
+    )
     np.testing.assert_allclose(actual[2], expected[2], **dx_tol)
     return y, actual
 
@@ -227,8 +288,9 @@ def every_other_element(array):
     return doubled[..., ::2]
 
 
-@pytest.mark.parametrize("transform", [fortran_order, every_other_element],
-                         ids=["fortran", "strided"])
+@pytest.mark.parametrize(
+    "transform", [fortran_order, every_other_element], ids=["fortran", "strided"]
+)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_compiled_conv_non_contiguous_inputs(transform, dtype, rng):
     compare_conv(GEOMETRIES["dilation_2"], "tanh", dtype, rng, transform=transform)
@@ -244,14 +306,18 @@ def test_compiled_conv_read_only_inputs(dtype, rng):
     compare_conv(GEOMETRIES["same_3x3"], "relu", dtype, rng, transform=read_only)
 
 
-@pytest.mark.parametrize("name", ["several_tiles", "mnist_second_layer", "dilation_2",
-                                  "mnist_first_layer"])
+@pytest.mark.parametrize(
+    "name", ["several_tiles", "mnist_second_layer", "dilation_2", "mnist_first_layer"]
+)
 def test_compiled_conv_thread_count_invariant(name, rng):
     results = []
     for n_threads in (1, 2, 3):
         local = np.random.default_rng(7)
-        results.append(compare_conv(ALL_GEOMETRIES[name], "relu", np.float32, local,
-                                    n_threads=n_threads))
+        results.append(
+            compare_conv(
+                ALL_GEOMETRIES[name], "relu", np.float32, local, n_threads=n_threads
+            )
+        )
     for y, grads in results[1:]:
         np.testing.assert_array_equal(y, results[0][0])
         for actual, first in zip(grads, results[0][1]):
@@ -279,8 +345,9 @@ def test_compiled_conv_outputs_and_beta(dtype, name, rng):
     old_b = rng.standard_normal(bias.shape).astype(dtype)
     acc_k = np.asfortranarray(old_k.copy())
     acc_b = old_b.copy()
-    returned = _conv.conv2d_backward(x, kernel, None, dy, "linear", *geo, acc_k, acc_b,
-                                     beta=0.5)
+    returned = _conv.conv2d_backward(
+        x, kernel, None, dy, "linear", *geo, acc_k, acc_b, beta=0.5
+    )
     assert returned is None
     grad_tol = dict(tolerance(dtype), atol=1e3 * eps(dtype))
     np.testing.assert_allclose(acc_k, fresh_k + 0.5 * old_k, **grad_tol)
@@ -296,8 +363,17 @@ def test_compiled_conv_empty_batch(dtype):
     assert y.shape == (0, 3, 3, 4)
     kernel_grad = np.full(kernel.shape, 7.0, dtype=dtype)
     bias_grad = np.full(4, 7.0, dtype=dtype)
-    _conv.conv2d_backward(x, kernel, y, np.empty_like(y), "relu", *geo, kernel_grad,
-                          bias_grad, dx_out=np.empty_like(x))
+    _conv.conv2d_backward(
+        x,
+        kernel,
+        y,
+        np.empty_like(y),
+        "relu",
+        *geo,
+        kernel_grad,
+        bias_grad,
+        dx_out=np.empty_like(x),
+    )
     np.testing.assert_array_equal(kernel_grad, 0)
     np.testing.assert_array_equal(bias_grad, 0)
 
@@ -308,7 +384,9 @@ def test_compiled_conv_rejects_bad_arguments():
     geo = ((1, 1), ((0, 0), (0, 0)), (1, 1))
     with pytest.raises(ValueError, match="x must be 4-D"):
         _conv.conv2d_forward(x[0], kernel, None, "relu", *geo)
-    with pytest.raises(ValueError, match="kernel.shape\\[2\\] must equal x.shape\\[3\\]"):
+    with pytest.raises(
+        ValueError, match="kernel.shape\\[2\\] must equal x.shape\\[3\\]"
+    ):
         _conv.conv2d_forward(x, kernel[:, :, :1], None, "relu", *geo)
     with pytest.raises(TypeError, match="same dtype"):
         _conv.conv2d_forward(x, kernel.astype(np.float64), None, "relu", *geo)
@@ -329,12 +407,16 @@ def test_compiled_conv_rejects_bad_arguments():
     with pytest.raises(ValueError, match="covers 7 x 7 pixels"):
         _conv.conv2d_forward(x, kernel, None, "relu", (1, 1), ((0, 0), (0, 0)), (3, 3))
     with pytest.raises(ValueError, match="out must have shape"):
-        _conv.conv2d_forward(x, kernel, None, "relu", *geo,
-                             out=np.empty((1, 5, 5, 4), np.float32))
+        _conv.conv2d_forward(
+            x, kernel, None, "relu", *geo, out=np.empty((1, 5, 5, 4), np.float32)
+        )
 
     y = np.zeros((1, 3, 3, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="y is required"):
-        _conv.conv2d_backward(x, kernel, None, y, "relu", *geo, np.empty_like(kernel), None)
+        _conv.conv2d_backward(
+            x, kernel, None, y, "relu", *geo, np.empty_like(kernel), None
+        )
     with pytest.raises(ValueError, match="dy must have the output shape"):
-        _conv.conv2d_backward(x, kernel, y, y[:, :2], "relu", *geo, np.empty_like(kernel),
-                              None)
+        _conv.conv2d_backward(
+            x, kernel, y, y[:, :2], "relu", *geo, np.empty_like(kernel), None
+        )

@@ -12,9 +12,8 @@ import pytest
 from _tolerances import eps, tolerance
 
 import nnfast
-from nnfast import _pool
+from nnfast import _pool, layers
 from nnfast import _reference as reference
-from nnfast import layers
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["float32", "float64"]
@@ -47,7 +46,9 @@ def numerical_gradient(function, array, step=STEP):
             flat[i] = saved + k * step
             values[k] = function()
         flat[i] = saved
-        grad.flat[i] = (-values[2] + 8 * values[1] - 8 * values[-1] + values[-2]) / (12 * step)
+        grad.flat[i] = (-values[2] + 8 * values[1] - 8 * values[-1] + values[-2]) / (
+            12 * step
+        )
     return grad
 
 
@@ -58,10 +59,16 @@ def distinct_input(shape, rng, dtype=np.float64):
 
 
 def output_shape(geometry):
-    batch, height, width, channels, (pool_h, pool_w), (stride_h, stride_w), pads = geometry
+    batch, height, width, channels, (pool_h, pool_w), (stride_h, stride_w), pads = (
+        geometry
+    )
     (top, bottom), (left, right) = pads
-    return (batch, (height + top + bottom - pool_h) // stride_h + 1,
-            (width + left + right - pool_w) // stride_w + 1, channels)
+    return (
+        batch,
+        (height + top + bottom - pool_h) // stride_h + 1,
+        (width + left + right - pool_w) // stride_w + 1,
+        channels,
+    )
 
 
 def split(geometry, rng, dtype=np.float64):
@@ -73,6 +80,7 @@ def split(geometry, rng, dtype=np.float64):
 # ---------------------------------------------------------------------------
 # Reference against finite differences.
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", list(GEOMETRIES))
 def test_reference_max_pool_gradient(name, rng):
@@ -104,7 +112,9 @@ def test_reference_avg_pool_gradient(name, rng):
 
 
 def test_reference_pooling_hand_computed():
-    x = np.array([[1.0, 5.0, 2.0], [4.0, 3.0, 9.0], [0.0, 8.0, 7.0]]).reshape(1, 3, 3, 1)
+    x = np.array([[1.0, 5.0, 2.0], [4.0, 3.0, 9.0], [0.0, 8.0, 7.0]]).reshape(
+        1, 3, 3, 1
+    )
     # "same" 2 x 2 windows with stride 2 on 3 x 3: one padding row and
     # column at the bottom and right, which take no part.
     geo = ((2, 2), (2, 2), ((0, 1), (0, 1)))
@@ -145,7 +155,9 @@ def test_compiled_max_pool_matches_reference(name, dtype, rng):
     np.testing.assert_array_equal(_pool.max_pool2d_forward(x, *geo), expected)
 
     dy = rng.standard_normal(shape).astype(dtype)
-    expected_dx = reference.max_pool2d_backward(dy, expected_arg, *geo, np.empty_like(x))
+    expected_dx = reference.max_pool2d_backward(
+        dy, expected_arg, *geo, np.empty_like(x)
+    )
     dx = _pool.max_pool2d_backward(dy, arg, *geo, np.full_like(x, np.nan))
     # Overlapping windows add in the same order on both paths, up to rounding.
     np.testing.assert_allclose(dx, expected_dx, **tolerance(dtype))
@@ -178,9 +190,11 @@ def test_compiled_pool_non_contiguous_and_out(dtype, rng):
     assert result is out
     np.testing.assert_array_equal(out, reference.max_pool2d_forward(x, *geo))
     out = np.empty(output_shape(geometry), dtype=dtype)[..., ::1]
-    np.testing.assert_allclose(_pool.avg_pool2d_forward(x[:, :, ::-1], *geo, out=out),
-                               reference.avg_pool2d_forward(x[:, :, ::-1].copy(), *geo),
-                               **tolerance(dtype))
+    np.testing.assert_allclose(
+        _pool.avg_pool2d_forward(x[:, :, ::-1], *geo, out=out),
+        reference.avg_pool2d_forward(x[:, :, ::-1].copy(), *geo),
+        **tolerance(dtype),
+    )
 
 
 def test_compiled_pool_thread_count_invariant(rng):
@@ -191,9 +205,13 @@ def test_compiled_pool_thread_count_invariant(rng):
     for n_threads in (1, 2, 3):
         arg = np.empty(shape, dtype=np.int32)
         y = _pool.max_pool2d_forward(x, *geo, argmax_out=arg, n_threads=n_threads)
-        dx = _pool.max_pool2d_backward(dy, arg, *geo, np.empty_like(x), n_threads=n_threads)
+        dx = _pool.max_pool2d_backward(
+            dy, arg, *geo, np.empty_like(x), n_threads=n_threads
+        )
         avg = _pool.avg_pool2d_forward(x, *geo, n_threads=n_threads)
-        davg = _pool.avg_pool2d_backward(dy, *geo, np.empty_like(x), n_threads=n_threads)
+        davg = _pool.avg_pool2d_backward(
+            dy, *geo, np.empty_like(x), n_threads=n_threads
+        )
         results.append((y, arg, dx, avg, davg))
     for result in results[1:]:
         for actual, first in zip(result, results[0]):
@@ -213,7 +231,9 @@ def test_compiled_pool_rejects_bad_arguments():
         _pool.max_pool2d_forward(x, *geo, argmax_out=np.empty((1, 2, 2, 2), np.int64))
     y = np.zeros((1, 2, 2, 2), dtype=np.float32)
     with pytest.raises(TypeError, match="argmax must have dtype int32"):
-        _pool.max_pool2d_backward(y, np.zeros(y.shape, np.int64), *geo, np.empty_like(x))
+        _pool.max_pool2d_backward(
+            y, np.zeros(y.shape, np.int64), *geo, np.empty_like(x)
+        )
     with pytest.raises(ValueError, match="dy must have the output shape"):
         _pool.avg_pool2d_backward(y[:, :1], *geo, np.empty_like(x))
 
@@ -221,6 +241,7 @@ def test_compiled_pool_rejects_bad_arguments():
 # ---------------------------------------------------------------------------
 # Layers.
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("padding, expected", [("valid", (2, 3)), ("same", (3, 4))])
 def test_max_pooling_output_shape(padding, expected):
@@ -242,14 +263,16 @@ def test_max_pooling_same_pads_bottom_right():
 
 def test_global_pooling_layers(rng):
     x = rng.standard_normal((3, 4, 5, 6)).astype(np.float32)
-    np.testing.assert_allclose(layers.GlobalAveragePooling2D()(x), x.mean(axis=(1, 2)),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        layers.GlobalAveragePooling2D()(x), x.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_array_equal(layers.GlobalMaxPooling2D()(x), x.max(axis=(1, 2)))
     kept = layers.GlobalMaxPooling2D(keepdims=True)(x)
     assert kept.shape == (3, 1, 1, 6)
     steps = x[:, 0]
-    np.testing.assert_allclose(layers.GlobalAveragePooling1D()(steps), steps.mean(axis=1),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        layers.GlobalAveragePooling1D()(steps), steps.mean(axis=1), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_array_equal(layers.GlobalMaxPooling1D()(steps), steps.max(axis=1))
 
 
@@ -263,8 +286,15 @@ def test_pooling_1d_layers(rng):
 
 
 @pytest.mark.parametrize("backend", ["compiled", "reference"])
-@pytest.mark.parametrize("cls", [layers.MaxPooling2D, layers.AveragePooling2D,
-                                 layers.GlobalAveragePooling2D, layers.GlobalMaxPooling2D])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        layers.MaxPooling2D,
+        layers.AveragePooling2D,
+        layers.GlobalAveragePooling2D,
+        layers.GlobalMaxPooling2D,
+    ],
+)
 def test_pooling_layer_backward(cls, backend, rng):
     # The layer's backward pass is the kernel's, on the shapes it passes.
     nnfast.set_backend(backend)

@@ -54,7 +54,9 @@ def normalize_padding(layer, padding, allowed=("valid", "same")):
     if isinstance(padding, str) and padding.lower() in allowed:
         return padding.lower()
     names = ", ".join(repr(name) for name in allowed)
-    raise ValueError(f"{layer}: `padding` must be one of {names}, got padding={padding!r}")
+    raise ValueError(
+        f"{layer}: `padding` must be one of {names}, got padding={padding!r}"
+    )
 
 
 def check_data_format(layer, data_format):
@@ -67,7 +69,7 @@ def check_data_format(layer, data_format):
 
 
 def window_padding(layer, size, window, stride, dilation, padding):
-    """Return (pad_before, pad_after, output_size) along one axis, as Keras computes them.
+    """Return (pad_before, pad_after, output_size) along one axis, as in Keras.
 
     "valid" pads nothing. "same" gives ceil(size / stride) outputs and puts
     the odd pixel of padding after (at the bottom or right). "causal" pads
@@ -95,22 +97,39 @@ class _Conv(Layer):
 
     rank = 2
 
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
-                 dilation_rate=1, groups=1, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        groups=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         owner = type(self).__name__
         rank = self.rank
         self.filters = check_positive_int(owner, "filters", filters)
         self.kernel_size = normalize_tuple(owner, "kernel_size", kernel_size, rank)
         self.strides = normalize_tuple(owner, "strides", strides, rank)
-        self.dilation_rate = normalize_tuple(owner, "dilation_rate", dilation_rate, rank)
+        self.dilation_rate = normalize_tuple(
+            owner, "dilation_rate", dilation_rate, rank
+        )
         allowed = ("valid", "same", "causal") if rank == 1 else ("valid", "same")
         self.padding = normalize_padding(owner, padding, allowed)
         check_data_format(owner, data_format)
         if groups != 1:
-            raise ValueError(f"{owner}: only groups=1 is supported, got groups={groups!r}")
+            raise ValueError(
+                f"{owner}: only groups=1 is supported, got groups={groups!r}"
+            )
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(
                 f"{owner}: `strides` > 1 cannot be combined with `dilation_rate` > 1, "
@@ -142,13 +161,16 @@ class _Conv(Layer):
         if len(input_shape) != self.rank + 1 or any(d is None for d in input_shape):
             if self.rank == 2:
                 expected = "(batch, height, width, channels)"
-                hint = "; add Reshape((28, 28, 1)) or Input(shape=(28, 28, 1)) for 28 x 28 images"
+                hint = (
+                    "; for flat 28 x 28 images add Reshape((28, 28, 1)) or use "
+                    "Input(shape=(28, 28, 1))"
+                )
             else:
                 expected = "(batch, steps, channels)"
                 hint = ""
             raise ValueError(
-                f"{self.name}: {type(self).__name__} expects inputs of shape {expected}, "
-                f"got input shape {(None,) + input_shape}{hint}"
+                f"{self.name}: {type(self).__name__} expects inputs of shape "
+                f"{expected}, got input shape {(None,) + input_shape}{hint}"
             )
         return input_shape
 
@@ -156,12 +178,19 @@ class _Conv(Layer):
         input_shape = self._check_input_shape(input_shape)
         self.compute_output_shape(input_shape)
         channels = int(input_shape[-1])
-        self._kernel = self.add_weight("kernel", self.kernel_size + (channels, self.filters),
-                                       self.kernel_initializer,
-                                       regularizer=self.kernel_regularizer)
+        self._kernel = self.add_weight(
+            "kernel",
+            self.kernel_size + (channels, self.filters),
+            self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
         if self.use_bias:
-            self._bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
-                                         regularizer=self.bias_regularizer)
+            self._bias = self.add_weight(
+                "bias",
+                (self.filters,),
+                self.bias_initializer,
+                regularizer=self.bias_regularizer,
+            )
         self.built = True
 
     def _spatial_geometry(self, spatial):
@@ -171,8 +200,13 @@ class _Conv(Layer):
             sizes = []
             for axis, size in enumerate(spatial):
                 before, after, out = window_padding(
-                    self.name, size, self.kernel_size[axis], self.strides[axis],
-                    self.dilation_rate[axis], self.padding)
+                    self.name,
+                    size,
+                    self.kernel_size[axis],
+                    self.strides[axis],
+                    self.dilation_rate[axis],
+                    self.padding,
+                )
                 pads.append((before, after))
                 sizes.append(out)
             self._geometry = (tuple(pads), tuple(sizes))
@@ -193,10 +227,20 @@ class _Conv(Layer):
         pads, sizes = self._spatial_geometry(x.shape[1:-1])
         if self.rank == 1:
             image = x.reshape(x.shape[0], 1, x.shape[1], x.shape[2])
-            return (image, ((0, 0), pads[0]), (1, self.strides[0]),
-                    (1, self.dilation_rate[0]), (x.shape[0], 1, sizes[0], self.filters))
-        return (x, pads, self.strides, self.dilation_rate,
-                (x.shape[0],) + sizes + (self.filters,))
+            return (
+                image,
+                ((0, 0), pads[0]),
+                (1, self.strides[0]),
+                (1, self.dilation_rate[0]),
+                (x.shape[0], 1, sizes[0], self.filters),
+            )
+        return (
+            x,
+            pads,
+            self.strides,
+            self.dilation_rate,
+            (x.shape[0],) + sizes + (self.filters,),
+        )
 
     def _kernel_4d(self, array):
         if self.rank == 1:
@@ -210,14 +254,23 @@ class _Conv(Layer):
         fused = act if act in _FUSED_ACTIVATIONS else "linear"
         y = _buffer(cache, "y", out_shape, x.dtype)
         bias = self._bias.value if self._bias is not None else None
-        kernels.conv2d_forward(image, self._kernel_4d(self._kernel.value), bias, fused,
-                               strides, pads, dilation, out=y)
+        kernels.conv2d_forward(
+            image,
+            self._kernel_4d(self._kernel.value),
+            bias,
+            fused,
+            strides,
+            pads,
+            dilation,
+            out=y,
+        )
         z = None
         if fused != act:
             z = y
             y = _buffer(cache, "y_activated", out_shape, x.dtype)
-            kernels.activation_forward(act, z.reshape(-1, self.filters),
-                                       out=y.reshape(-1, self.filters))
+            kernels.activation_forward(
+                act, z.reshape(-1, self.filters), out=y.reshape(-1, self.filters)
+            )
         if training:
             cache["x"] = image
             cache["z"] = z
@@ -238,17 +291,30 @@ class _Conv(Layer):
             # The activation ran after the kernel, so its derivative comes first;
             # some derivatives need the input z, softmax's needs the output y.
             dz = _buffer(cache, "dz", y.shape, y.dtype)
-            kernels.activation_backward(act, cache["z"].reshape(-1, self.filters),
-                                        y.reshape(-1, self.filters),
-                                        dy.reshape(-1, self.filters),
-                                        out=dz.reshape(-1, self.filters))
+            kernels.activation_backward(
+                act,
+                cache["z"].reshape(-1, self.filters),
+                y.reshape(-1, self.filters),
+                dy.reshape(-1, self.filters),
+                out=dz.reshape(-1, self.filters),
+            )
             dy = dz
             act = "linear"
         dx = _buffer(cache, "dx", image.shape, image.dtype) if need_dx else None
         bias_grad = self._bias.grad if self._bias is not None else None
-        kernels.conv2d_backward(image, self._kernel_4d(self._kernel.value), y, dy, act,
-                                strides, pads, dilation, self._kernel_4d(self._kernel.grad),
-                                bias_grad, dx_out=dx)
+        kernels.conv2d_backward(
+            image,
+            self._kernel_4d(self._kernel.value),
+            y,
+            dy,
+            act,
+            strides,
+            pads,
+            dilation,
+            self._kernel_4d(self._kernel.grad),
+            bias_grad,
+            dx_out=dx,
+        )
         if dx is None:
             return None
         if self.rank == 1:
@@ -257,21 +323,23 @@ class _Conv(Layer):
 
     def get_config(self):
         config_ = super().get_config()
-        config_.update({
-            "filters": self.filters,
-            "kernel_size": list(self.kernel_size),
-            "strides": list(self.strides),
-            "padding": self.padding,
-            "data_format": "channels_last",
-            "dilation_rate": list(self.dilation_rate),
-            "groups": 1,
-            "activation": self.activation,
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-        })
+        config_.update(
+            {
+                "filters": self.filters,
+                "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides),
+                "padding": self.padding,
+                "data_format": "channels_last",
+                "dilation_rate": list(self.dilation_rate),
+                "groups": 1,
+                "activation": self.activation,
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            }
+        )
         return config_
 
 
@@ -304,18 +372,39 @@ class Conv2D(_Conv):
 
     rank = 2
 
-    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
-                 data_format=None, dilation_rate=(1, 1), groups=1, activation=None,
-                 use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 **kwargs):
-        super().__init__(filters, kernel_size, strides=strides, padding=padding,
-                         data_format=data_format, dilation_rate=dilation_rate,
-                         groups=groups, activation=activation, use_bias=use_bias,
-                         kernel_initializer=kernel_initializer,
-                         bias_initializer=bias_initializer,
-                         kernel_regularizer=kernel_regularizer,
-                         bias_regularizer=bias_regularizer, **kwargs)
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        data_format=None,
+        dilation_rate=(1, 1),
+        groups=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+            groups=groups,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            **kwargs,
+        )
 
 
 class Conv1D(_Conv):
@@ -339,17 +428,39 @@ class Conv1D(_Conv):
 
     rank = 1
 
-    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
-                 dilation_rate=1, groups=1, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
-        super().__init__(filters, kernel_size, strides=strides, padding=padding,
-                         data_format=data_format, dilation_rate=dilation_rate,
-                         groups=groups, activation=activation, use_bias=use_bias,
-                         kernel_initializer=kernel_initializer,
-                         bias_initializer=bias_initializer,
-                         kernel_regularizer=kernel_regularizer,
-                         bias_regularizer=bias_regularizer, **kwargs)
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        groups=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+            groups=groups,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            **kwargs,
+        )
 
 
 __all__ = ["Conv1D", "Conv2D"]

@@ -14,11 +14,15 @@ def _check_float(layer, name, value, low=None, high=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{layer}: `{name}` must be a float, got {name}={value!r}")
     value = float(value)
-    if not np.isfinite(value) or (low is not None and value < low) or (
-            high is not None and value > high):
+    if (
+        not np.isfinite(value)
+        or (low is not None and value < low)
+        or (high is not None and value > high)
+    ):
         bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{layer}: `{name}` must be a finite float {bounds}, got "
-                         f"{name}={value}")
+        raise ValueError(
+            f"{layer}: `{name}` must be a finite float {bounds}, got {name}={value}"
+        )
     return value
 
 
@@ -61,10 +65,21 @@ class BatchNormalization(Layer):
         Same as the input.
     """
 
-    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
-                 beta_initializer="zeros", gamma_initializer="ones",
-                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
-                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+    def __init__(
+        self,
+        axis=-1,
+        momentum=0.99,
+        epsilon=1e-3,
+        center=True,
+        scale=True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        moving_mean_initializer="zeros",
+        moving_variance_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         owner = "BatchNormalization"
         if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
@@ -91,20 +106,28 @@ class BatchNormalization(Layer):
         self._feature_axis = _check_axis(self.name, self.axis, ndim)
         features = input_shape[self._feature_axis - 1]
         if features is None:
-            raise ValueError(f"{self.name}: the feature axis of the input must be known, "
-                             f"got input shape {(None,) + tuple(input_shape)}")
+            raise ValueError(
+                f"{self.name}: the feature axis of the input must be known, "
+                f"got input shape {(None,) + tuple(input_shape)}"
+            )
         shape = (int(features),)
         if self.scale:
-            self._gamma = self.add_weight("gamma", shape, self.gamma_initializer,
-                                          regularizer=self.gamma_regularizer)
+            self._gamma = self.add_weight(
+                "gamma",
+                shape,
+                self.gamma_initializer,
+                regularizer=self.gamma_regularizer,
+            )
         if self.center:
-            self._beta = self.add_weight("beta", shape, self.beta_initializer,
-                                         regularizer=self.beta_regularizer)
-        self._moving_mean = self.add_weight("moving_mean", shape,
-                                            self.moving_mean_initializer, trainable=False)
-        self._moving_variance = self.add_weight("moving_variance", shape,
-                                                self.moving_variance_initializer,
-                                                trainable=False)
+            self._beta = self.add_weight(
+                "beta", shape, self.beta_initializer, regularizer=self.beta_regularizer
+            )
+        self._moving_mean = self.add_weight(
+            "moving_mean", shape, self.moving_mean_initializer, trainable=False
+        )
+        self._moving_variance = self.add_weight(
+            "moving_variance", shape, self.moving_variance_initializer, trainable=False
+        )
         self.built = True
 
     @property
@@ -121,7 +144,9 @@ class BatchNormalization(Layer):
 
     @property
     def moving_variance(self):
-        return self._moving_variance.value if self._moving_variance is not None else None
+        return (
+            self._moving_variance.value if self._moving_variance is not None else None
+        )
 
     def _as_rows(self, x):
         """Return x as (rows, features) with the feature axis last and contiguous."""
@@ -149,8 +174,9 @@ class BatchNormalization(Layer):
             features = rows.shape[1]
             mean = _buffer(cache, "mean", (features,), rows.dtype)
             var = _buffer(cache, "var", (features,), rows.dtype)
-            kernels.batch_norm_forward(rows, gamma, beta, self.epsilon, out=y, mean_out=mean,
-                                       var_out=var)
+            kernels.batch_norm_forward(
+                rows, gamma, beta, self.epsilon, out=y, mean_out=mean, var_out=var
+            )
             keep = rows.dtype.type(self.momentum)
             blend = rows.dtype.type(1.0 - self.momentum)
             moving_mean = self._moving_mean.value
@@ -160,9 +186,15 @@ class BatchNormalization(Layer):
             moving_variance *= keep
             moving_variance += blend * var
         else:
-            kernels.batch_norm_inference(rows, self._moving_mean.value,
-                                         self._moving_variance.value, gamma, beta,
-                                         self.epsilon, out=y)
+            kernels.batch_norm_inference(
+                rows,
+                self._moving_mean.value,
+                self._moving_variance.value,
+                gamma,
+                beta,
+                self.epsilon,
+                out=y,
+            )
         if training:
             cache["rows"] = rows
             cache["shape"] = x.shape
@@ -177,14 +209,22 @@ class BatchNormalization(Layer):
         if cache["batch_statistics"]:
             gamma_grad = self._gamma.grad if self._gamma is not None else None
             beta_grad = self._beta.grad if self._beta is not None else None
-            kernels.batch_norm_backward(rows, cache["mean"], cache["var"],
-                                        self._gamma.value if self._gamma is not None else None,
-                                        self.epsilon, dy_rows, dx_out=dx,
-                                        gamma_grad_out=gamma_grad, beta_grad_out=beta_grad)
+            kernels.batch_norm_backward(
+                rows,
+                cache["mean"],
+                cache["var"],
+                self._gamma.value if self._gamma is not None else None,
+                self.epsilon,
+                dy_rows,
+                dx_out=dx,
+                gamma_grad_out=gamma_grad,
+                beta_grad_out=beta_grad,
+            )
         elif dx is not None:
             # Fixed statistics: y is affine in x, with slope gamma / sqrt(var + eps).
-            slope = 1.0 / np.sqrt(self._moving_variance.value.astype(np.float64)
-                                  + self.epsilon)
+            slope = 1.0 / np.sqrt(
+                self._moving_variance.value.astype(np.float64) + self.epsilon
+            )
             if self._gamma is not None:
                 slope = slope * self._gamma.value
             np.multiply(dy_rows, slope.astype(rows.dtype), out=dx)
@@ -194,20 +234,25 @@ class BatchNormalization(Layer):
 
     def get_config(self):
         config_ = super().get_config()
-        config_.update({
-            "axis": self.axis,
-            "momentum": self.momentum,
-            "epsilon": self.epsilon,
-            "center": self.center,
-            "scale": self.scale,
-            "beta_initializer": initializers.serialize(self.beta_initializer),
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
-            "moving_variance_initializer": initializers.serialize(
-                self.moving_variance_initializer),
-            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
-            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
-        })
+        config_.update(
+            {
+                "axis": self.axis,
+                "momentum": self.momentum,
+                "epsilon": self.epsilon,
+                "center": self.center,
+                "scale": self.scale,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                "moving_mean_initializer": initializers.serialize(
+                    self.moving_mean_initializer
+                ),
+                "moving_variance_initializer": initializers.serialize(
+                    self.moving_variance_initializer
+                ),
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            }
+        )
         return config_
 
 
@@ -234,21 +279,36 @@ class LayerNormalization(Layer):
         Same as the input.
     """
 
-    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True,
-                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
-                 gamma_regularizer=None, **kwargs):
+    def __init__(
+        self,
+        axis=-1,
+        epsilon=1e-3,
+        center=True,
+        scale=True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         owner = "LayerNormalization"
         axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
         for item in axes:
             if isinstance(item, bool) or not isinstance(item, numbers.Integral):
                 raise TypeError(
-                    f"{owner}: `axis` must be an int or a list of ints, got axis={axis!r}"
+                    f"{owner}: `axis` must be an int or a list of ints, "
+                    f"got axis={axis!r}"
                 )
         if not axes:
-            raise ValueError(f"{owner}: `axis` must name at least one axis, got axis={axis!r}")
-        self.axis = [int(item) for item in axes] if isinstance(axis, (list, tuple)) else int(
-            axis)
+            raise ValueError(
+                f"{owner}: `axis` must name at least one axis, got axis={axis!r}"
+            )
+        self.axis = (
+            [int(item) for item in axes]
+            if isinstance(axis, (list, tuple))
+            else int(axis)
+        )
         self._axes = [int(item) for item in axes]
         self.epsilon = _check_float(owner, "epsilon", epsilon, 0.0)
         self.center = bool(center)
@@ -272,11 +332,16 @@ class LayerNormalization(Layer):
         shape = tuple(int(input_shape[a - 1]) for a in resolved)
         self._n_axes = len(resolved)
         if self.scale:
-            self._gamma = self.add_weight("gamma", shape, self.gamma_initializer,
-                                          regularizer=self.gamma_regularizer)
+            self._gamma = self.add_weight(
+                "gamma",
+                shape,
+                self.gamma_initializer,
+                regularizer=self.gamma_regularizer,
+            )
         if self.center:
-            self._beta = self.add_weight("beta", shape, self.beta_initializer,
-                                         regularizer=self.beta_regularizer)
+            self._beta = self.add_weight(
+                "beta", shape, self.beta_initializer, regularizer=self.beta_regularizer
+            )
         self.built = True
 
     @property
@@ -288,7 +353,7 @@ class LayerNormalization(Layer):
         return self._beta.value if self._beta is not None else None
 
     def _as_rows(self, x):
-        features = int(np.prod(x.shape[x.ndim - self._n_axes:]))
+        features = int(np.prod(x.shape[x.ndim - self._n_axes :]))
         return np.ascontiguousarray(x).reshape(-1, features)
 
     def forward(self, x, training, cache):
@@ -299,8 +364,9 @@ class LayerNormalization(Layer):
         y = _buffer(cache, "y", rows.shape, rows.dtype)
         mean = _buffer(cache, "mean", (rows.shape[0],), rows.dtype)
         var = _buffer(cache, "var", (rows.shape[0],), rows.dtype)
-        kernels.layer_norm_forward(rows, gamma, beta, self.epsilon, out=y, mean_out=mean,
-                                   var_out=var)
+        kernels.layer_norm_forward(
+            rows, gamma, beta, self.epsilon, out=y, mean_out=mean, var_out=var
+        )
         if training:
             cache["rows"] = rows
             cache["shape"] = x.shape
@@ -314,25 +380,35 @@ class LayerNormalization(Layer):
         gamma = self._gamma.value.reshape(-1) if self._gamma is not None else None
         gamma_grad = self._gamma.grad.reshape(-1) if self._gamma is not None else None
         beta_grad = self._beta.grad.reshape(-1) if self._beta is not None else None
-        kernels.layer_norm_backward(rows, cache["mean"], cache["var"], gamma, self.epsilon,
-                                    dy_rows, dx_out=dx, gamma_grad_out=gamma_grad,
-                                    beta_grad_out=beta_grad)
+        kernels.layer_norm_backward(
+            rows,
+            cache["mean"],
+            cache["var"],
+            gamma,
+            self.epsilon,
+            dy_rows,
+            dx_out=dx,
+            gamma_grad_out=gamma_grad,
+            beta_grad_out=beta_grad,
+        )
         if dx is None:
             return None
         return dx.reshape(cache["shape"])
 
     def get_config(self):
         config_ = super().get_config()
-        config_.update({
-            "axis": self.axis,
-            "epsilon": self.epsilon,
-            "center": self.center,
-            "scale": self.scale,
-            "beta_initializer": initializers.serialize(self.beta_initializer),
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
-            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
-        })
+        config_.update(
+            {
+                "axis": self.axis,
+                "epsilon": self.epsilon,
+                "center": self.center,
+                "scale": self.scale,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            }
+        )
         return config_
 
 

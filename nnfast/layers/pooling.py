@@ -25,8 +25,9 @@ class _Pooling(Layer):
     rank = 2
     mode = "max"
 
-    def __init__(self, pool_size, strides=None, padding="valid", data_format=None,
-                 **kwargs):
+    def __init__(
+        self, pool_size, strides=None, padding="valid", data_format=None, **kwargs
+    ):
         super().__init__(**kwargs)
         owner = type(self).__name__
         self.pool_size = normalize_tuple(owner, "pool_size", pool_size, self.rank)
@@ -42,11 +43,14 @@ class _Pooling(Layer):
     def _check_input_shape(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) != self.rank + 1 or any(d is None for d in input_shape):
-            expected = ("(batch, height, width, channels)" if self.rank == 2
-                        else "(batch, steps, channels)")
+            expected = (
+                "(batch, height, width, channels)"
+                if self.rank == 2
+                else "(batch, steps, channels)"
+            )
             raise ValueError(
-                f"{self.name}: {type(self).__name__} expects inputs of shape {expected}, "
-                f"got input shape {(None,) + input_shape}"
+                f"{self.name}: {type(self).__name__} expects inputs of shape "
+                f"{expected}, got input shape {(None,) + input_shape}"
             )
         return input_shape
 
@@ -57,8 +61,13 @@ class _Pooling(Layer):
             sizes = []
             for axis, size in enumerate(spatial):
                 before, after, out = window_padding(
-                    self.name, size, self.pool_size[axis], self.strides[axis], 1,
-                    self.padding)
+                    self.name,
+                    size,
+                    self.pool_size[axis],
+                    self.strides[axis],
+                    1,
+                    self.padding,
+                )
                 pads.append((before, after))
                 sizes.append(out)
             self._geometry = (tuple(pads), tuple(sizes))
@@ -71,15 +80,25 @@ class _Pooling(Layer):
         return sizes + (input_shape[-1],)
 
     def _image_args(self, x):
-        """Return (4-D image view, pool size, strides, padding pairs, 4-D output shape)."""
+        """Return the 4-D image view, pool size, strides, padding and output shape."""
         pads, sizes = self._spatial_geometry(x.shape[1:-1])
         channels = x.shape[-1]
         if self.rank == 1:
             image = x.reshape(x.shape[0], 1, x.shape[1], channels)
-            return (image, (1, self.pool_size[0]), (1, self.strides[0]), ((0, 0), pads[0]),
-                    (x.shape[0], 1, sizes[0], channels))
-        return (x, self.pool_size, self.strides, pads,
-                (x.shape[0],) + sizes + (channels,))
+            return (
+                image,
+                (1, self.pool_size[0]),
+                (1, self.strides[0]),
+                ((0, 0), pads[0]),
+                (x.shape[0], 1, sizes[0], channels),
+            )
+        return (
+            x,
+            self.pool_size,
+            self.strides,
+            pads,
+            (x.shape[0],) + sizes + (channels,),
+        )
 
     def forward(self, x, training, cache):
         kernels = backend.kernels()
@@ -88,7 +107,9 @@ class _Pooling(Layer):
         if self.mode == "max":
             # The argmax is only needed to route gradients back.
             argmax = _buffer(cache, "argmax", out_shape, np.int32) if training else None
-            kernels.max_pool2d_forward(image, pool, strides, pads, out=y, argmax_out=argmax)
+            kernels.max_pool2d_forward(
+                image, pool, strides, pads, out=y, argmax_out=argmax
+            )
         else:
             kernels.avg_pool2d_forward(image, pool, strides, pads, out=y)
         if training:
@@ -114,12 +135,14 @@ class _Pooling(Layer):
 
     def get_config(self):
         config_ = super().get_config()
-        config_.update({
-            "pool_size": list(self.pool_size),
-            "strides": list(self.strides),
-            "padding": self.padding,
-            "data_format": "channels_last",
-        })
+        config_.update(
+            {
+                "pool_size": list(self.pool_size),
+                "strides": list(self.strides),
+                "padding": self.padding,
+                "data_format": "channels_last",
+            }
+        )
         return config_
 
 
@@ -144,8 +167,14 @@ class MaxPooling2D(_Pooling):
     rank = 2
     mode = "max"
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
-                 **kwargs):
+    def __init__(
+        self,
+        pool_size=(2, 2),
+        strides=None,
+        padding="valid",
+        data_format=None,
+        **kwargs,
+    ):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
@@ -170,8 +199,14 @@ class AveragePooling2D(_Pooling):
     rank = 2
     mode = "average"
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
-                 **kwargs):
+    def __init__(
+        self,
+        pool_size=(2, 2),
+        strides=None,
+        padding="valid",
+        data_format=None,
+        **kwargs,
+    ):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
@@ -196,8 +231,9 @@ class MaxPooling1D(_Pooling):
     rank = 1
     mode = "max"
 
-    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None,
-                 **kwargs):
+    def __init__(
+        self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs
+    ):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
@@ -222,8 +258,9 @@ class AveragePooling1D(_Pooling):
     rank = 1
     mode = "average"
 
-    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None,
-                 **kwargs):
+    def __init__(
+        self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs
+    ):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
@@ -241,11 +278,14 @@ class _GlobalPooling(Layer):
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) != self.rank + 1 or any(d is None for d in input_shape):
-            expected = ("(batch, height, width, channels)" if self.rank == 2
-                        else "(batch, steps, channels)")
+            expected = (
+                "(batch, height, width, channels)"
+                if self.rank == 2
+                else "(batch, steps, channels)"
+            )
             raise ValueError(
-                f"{self.name}: {type(self).__name__} expects inputs of shape {expected}, "
-                f"got input shape {(None,) + input_shape}"
+                f"{self.name}: {type(self).__name__} expects inputs of shape "
+                f"{expected}, got input shape {(None,) + input_shape}"
             )
         if self.keepdims:
             return (1,) * self.rank + (input_shape[-1],)
@@ -253,14 +293,17 @@ class _GlobalPooling(Layer):
 
     def forward(self, x, training, cache):
         kernels = backend.kernels()
-        image = x if self.rank == 2 else x.reshape(x.shape[0], 1, x.shape[1], x.shape[2])
+        image = (
+            x if self.rank == 2 else x.reshape(x.shape[0], 1, x.shape[1], x.shape[2])
+        )
         window = image.shape[1:3]
         pads = ((0, 0), (0, 0))
         y = _buffer(cache, "y", (x.shape[0], 1, 1, x.shape[-1]), x.dtype)
         if self.mode == "max":
             argmax = _buffer(cache, "argmax", y.shape, np.int32) if training else None
-            kernels.max_pool2d_forward(image, window, window, pads, out=y,
-                                       argmax_out=argmax)
+            kernels.max_pool2d_forward(
+                image, window, window, pads, out=y, argmax_out=argmax
+            )
         else:
             kernels.avg_pool2d_forward(image, window, window, pads, out=y)
         if training:

@@ -25,7 +25,9 @@ class Reshape(Layer):
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(target_shape, numbers.Integral) and not isinstance(target_shape, bool):
+        if isinstance(target_shape, numbers.Integral) and not isinstance(
+            target_shape, bool
+        ):
             target_shape = (target_shape,)
         try:
             shape = tuple(target_shape)
@@ -35,8 +37,11 @@ class Reshape(Layer):
                 f"target_shape={target_shape!r}"
             ) from None
         for dim in shape:
-            if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or (
-                    dim < 1 and dim != -1):
+            if (
+                isinstance(dim, bool)
+                or not isinstance(dim, numbers.Integral)
+                or (dim < 1 and dim != -1)
+            ):
                 raise ValueError(
                     f"Reshape: every entry of `target_shape` must be a positive int or "
                     f"-1, got target_shape={target_shape!r}"
@@ -54,11 +59,13 @@ class Reshape(Layer):
         if -1 in self.target_shape:
             if known == 0 or size % known:
                 raise ValueError(
-                    f"{self.name}: cannot reshape a sample of shape {tuple(input_shape)} "
-                    f"({size} values) to {self.target_shape}; {size} is not a multiple "
-                    f"of {known}"
+                    f"{self.name}: cannot reshape a sample of shape "
+                    f"{tuple(input_shape)} ({size} values) to {self.target_shape}; "
+                    f"{size} is not a multiple of {known}"
                 )
-            return tuple(size // known if dim == -1 else dim for dim in self.target_shape)
+            return tuple(
+                size // known if dim == -1 else dim for dim in self.target_shape
+            )
         if known != size:
             raise ValueError(
                 f"{self.name}: cannot reshape a sample of shape {tuple(input_shape)} "
@@ -91,7 +98,11 @@ def _padding_pairs(padding):
     )
 
     def amount(value):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or value < 0
+        ):
             raise ValueError(message)
         return int(value)
 
@@ -146,14 +157,14 @@ class ZeroPadding2D(Layer):
         return (top + height + bottom, left + width + right, channels)
 
     def forward(self, x, training, cache):
-        (top, bottom), (left, right) = self.padding
+        (top, _), (left, _) = self.padding
         shape = (x.shape[0],) + self.compute_output_shape(x.shape[1:])
         y = cache.get("y")
         if y is None or y.shape != shape or y.dtype != x.dtype:
             # The border is zeroed once; later calls only overwrite the inside.
             y = np.zeros(shape, dtype=x.dtype)
             cache["y"] = y
-        y[:, top:top + x.shape[1], left:left + x.shape[2], :] = x
+        y[:, top : top + x.shape[1], left : left + x.shape[2], :] = x
         if training:
             cache["input_hw"] = x.shape[1:3]
         return y
@@ -163,12 +174,16 @@ class ZeroPadding2D(Layer):
             return None
         (top, _), (left, _) = self.padding
         height, width = cache["input_hw"]
-        return dy[:, top:top + height, left:left + width, :]
+        return dy[:, top : top + height, left : left + width, :]
 
     def get_config(self):
         config_ = super().get_config()
-        config_.update({"padding": [list(pair) for pair in self.padding],
-                        "data_format": "channels_last"})
+        config_.update(
+            {
+                "padding": [list(pair) for pair in self.padding],
+                "data_format": "channels_last",
+            }
+        )
         return config_
 
 
