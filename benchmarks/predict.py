@@ -21,7 +21,8 @@ Latency: one sample per call, one thread everywhere (ONNX Runtime with one
 intra-op thread). Calls are timed one by one, in rounds that alternate the
 runners; the script reports the median and the 99th percentile.
 Throughput: the 10,000 test images in batches of 1,024, two threads
-everywhere; the script reports the median over alternating repeats.
+everywhere; the script reports the median over repeats, running the
+runners in a new random order each time.
 """
 
 import sys
@@ -40,8 +41,10 @@ import nnfast  # noqa: E402
 
 THROUGHPUT_BATCH = 1024
 # Sleep between runners in the throughput rounds, so that the worker threads
-# of the last runner (OpenMP, ONNX Runtime) stop spinning before the next one.
-PAUSE_SECONDS = 0.05
+# of the last runner stop spinning before the next one starts. OpenBLAS's
+# threads (behind the NumPy runner) spin the longest: with 0.05 s here, the
+# runner after NumPy ran at a quarter of its speed on a 2-CPU machine.
+PAUSE_SECONDS = 0.5
 
 LATENCY_TARGET = 0.5
 PREDICT_OVERHEAD_TARGET = 2.0
@@ -238,9 +241,11 @@ def measure_throughput(runners, x, repeats):
     seconds = {name: [] for name in names}
     for name in names:
         runners[name](x)
-    for repeat in range(repeats):
-        shift = repeat % len(names)
-        for name in names[shift:] + names[:shift]:
+    # A new order each repeat, so that no runner always follows the same one.
+    rng = np.random.default_rng(0)
+    for _ in range(repeats):
+        for index in rng.permutation(len(names)):
+            name = names[index]
             time.sleep(PAUSE_SECONDS)
             start = time.perf_counter()
             runners[name](x)
