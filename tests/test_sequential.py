@@ -341,3 +341,29 @@ def test_categorical_loss_and_mse_train(blobs):
         history = model.fit(x, onehot, epochs=5, verbose=0)
         assert history.history["loss"][-1] < history.history["loss"][0]
         assert history.history["accuracy"][-1] > 0.8
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dense_chain_matches_reference(blobs, dtype):
+    x, _ = blobs
+    x = x.astype(dtype)
+    model = nnfast.Sequential([
+        nnfast.Input(shape=(6,), dtype=dtype),
+        layers.Dense(16, activation="tanh", dtype=dtype),
+        layers.Dropout(0.5, dtype=dtype),
+        layers.Dense(9, activation="sigmoid", dtype=dtype),
+        layers.Dense(3, activation="softmax", dtype=dtype),
+    ])
+    compiled = {"one": model(x[:1]), "batch": model.predict_on_batch(x),
+                "predict": model.predict(x, batch_size=7, verbose=0)}
+    assert model._dense_chain() is not None
+    nnfast.set_backend("reference")
+    try:
+        reference = model.predict(x, verbose=0)
+    finally:
+        nnfast.set_backend("compiled")
+    # float32 sums of 16 products differ from NumPy's by a few ulps.
+    rtol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(compiled["one"], reference[:1], rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(compiled["batch"], reference, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(compiled["predict"], reference, rtol=rtol, atol=rtol)
