@@ -133,7 +133,6 @@ def _extensions():
     return cythonize(
         extensions,
         compiler_directives=directives,
-        compile_time_env={"NNFAST_OPENMP": omp is not None},
         nthreads=os.cpu_count() or 1,
         # Cython does not track directives, so C files generated with other
         # checks must be regenerated.

@@ -1,6 +1,6 @@
 /*
  * OpenMP helpers. The header <omp.h> is used only when the build found
- * OpenMP; otherwise every query answers as a single-threaded runtime would.
+ * OpenMP. Without it, every query returns what a single-threaded runtime would.
  */
 #include "nnfast.h"
 

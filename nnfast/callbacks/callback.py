@@ -4,7 +4,7 @@
 class Callback:
     """Base class of callbacks: override the hooks you need.
 
-    ``self.model`` is the model being trained and ``self.params`` holds
+    ``self.model`` is the model being trained and ``self.params`` contains
     ``epochs``, ``steps`` and ``verbose``. Setting ``self.model.stop_training``
     to True in any hook ends training after the current step.
     """

@@ -30,9 +30,9 @@ def _snake_case(name):
 class Weight:
     """One trainable or frozen array of a layer.
 
-    ``value`` and ``grad`` start as arrays of their own; a model that builds
+    ``value`` and ``grad`` start as arrays of their own. A model that builds
     the layer replaces them with views into its flat parameter and gradient
-    buffers, so one optimizer call updates every weight.
+    buffers, so that one optimizer call updates every weight.
     """
 
     def __init__(self, name, value, trainable=True):

@@ -73,9 +73,9 @@ class Loss:
                 logits=False, grad_out=None):
         """Return (per-sample losses, gradient of the reduced loss or None).
 
-        ``logits`` says that ``y_pred`` holds logits even though this loss
-        expects probabilities; the model sets it when it fuses the output
-        activation into the loss.
+        ``logits`` marks ``y_pred`` as logits even though this loss expects
+        probabilities. The model sets it when it fuses the output activation
+        into the loss.
         """
         raise NotImplementedError
 
@@ -155,7 +155,7 @@ class SparseCategoricalCrossentropy(Loss):
     """Cross-entropy between integer labels and predicted class scores.
 
     Args:
-        from_logits: whether ``y_pred`` holds logits rather than probabilities.
+        from_logits: whether ``y_pred`` contains logits rather than probabilities.
         ignore_class: optional label whose samples contribute no loss.
     """
 
@@ -242,7 +242,7 @@ class CategoricalCrossentropy(Loss):
     """Cross-entropy between one-hot (or probability) targets and predictions.
 
     Args:
-        from_logits: whether ``y_pred`` holds logits rather than probabilities.
+        from_logits: whether ``y_pred`` contains logits rather than probabilities.
         label_smoothing: float in [0, 1]; targets become
             ``t * (1 - label_smoothing) + label_smoothing / n_classes``.
     """

@@ -65,7 +65,7 @@ def to_array(value, name):
 
 
 def check_finite(array, name):
-    """Raise when a float array holds NaN or inf."""
+    """Raise ValueError when a float array contains NaN or inf."""
     if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
         flat = array.reshape(-1)
         where = int(np.flatnonzero(~np.isfinite(flat))[0])

@@ -288,7 +288,8 @@ class Model:
     def _train_step(self, xb, yb, wb, workspace):
         """Run one step on a batch; return (per-sample losses, outputs)."""
         fused = self._fused_activation()
-        outputs = self._forward(xb, True, workspace, fused, self._regularized)
+        regularized = self._regularized
+        outputs = self._forward(xb, True, workspace, fused, regularized)
         if workspace.grad is None or workspace.grad.shape != outputs.shape:
             workspace.grad = np.empty(outputs.shape, dtype=outputs.dtype)
         per_sample, grad = self.loss.compute(yb, outputs, wb, want_grad=True,
@@ -299,7 +300,7 @@ class Model:
             grad *= grad.dtype.type(self._loss_scale)
         self._backward(grad, workspace)
         penalty = 0.0
-        if self._regularized:
+        if regularized:
             # Penalties are taken before the update, on the weights this step
             # used, as Keras reports them.
             penalty = self._penalty(workspace)
@@ -334,12 +335,13 @@ class Model:
 
     def _test_step(self, xb, yb, wb, workspace):
         fused = self._fused_activation()
-        outputs = self._forward(xb, False, workspace, fused, self._regularized)
+        regularized = self._regularized
+        outputs = self._forward(xb, False, workspace, fused, regularized)
         per_sample, _ = self.loss.compute(yb, outputs, wb, want_grad=False,
                                           logits=fused is not None)
         if self._loss_scale != 1.0:
             per_sample = per_sample * self._loss_scale
-        penalty = self._penalty(workspace) if self._regularized else 0.0
+        penalty = self._penalty(workspace) if regularized else 0.0
         if fused is not None:
             outputs = self._probabilities(outputs, fused)
         return per_sample, outputs, penalty

@@ -4,7 +4,7 @@ import sys
 
 
 def print_msg(message, line_break=True):
-    """Write ``message`` to standard output, with a newline unless told not to."""
+    """Write ``message`` to standard output, followed by a newline when ``line_break`` is true."""
     stream = sys.stdout
     if line_break:
         stream.write(message + "\n")
