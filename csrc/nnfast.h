@@ -49,6 +49,16 @@ int nnf_effective_threads(int requested);
 /* Return the team size observed inside a parallel region of n_threads. */
 int nnf_observed_team_size(int n_threads);
 
+/* Adam in place over n elements (see optim.c). v_hat is NULL for plain Adam,
+ * else AMSGrad's running maximum; decay is AdamW's lr * weight_decay, 0 for
+ * Adam. alpha already holds the bias corrections. */
+int nnf_adam_f32(float *p, const float *g, float *m, float *v, float *v_hat, nnf_int n,
+                 double alpha, double beta_1, double beta_2, double epsilon, double decay,
+                 int n_threads);
+int nnf_adam_f64(double *p, const double *g, double *m, double *v, double *v_hat, nnf_int n,
+                 double alpha, double beta_1, double beta_2, double epsilon, double decay,
+                 int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,16 +3,9 @@
 
 Each element is updated with the operations of the NumPy reference, in the
 same order and rounded to the same dtype at each step, so with NumPy 2 the
-two backends agree to the last bit. Adam's final quotient
-alpha * m / (sqrt(v) + epsilon) is computed in double and rounded once, also
-for float32 buffers, because in the reference alpha is a NumPy float64
-scalar, which NumPy 2 promotes with a float32 array to float64. NumPy 1.x
-kept that quotient in float32, so there float32 parameters can differ from
-the reference in the last bit.
-
-RMSprop, Adagrad and Nadam round every scalar to the dtype of the buffers
-and compute in that dtype, as NumPy does with Python floats, so they match
-the reference to the last bit with NumPy 2.
+two backends agree to the last bit. Every scalar, Adam's
+step size alpha included, is rounded to the dtype of the buffers, and the
+arithmetic stays in that dtype, as Keras computes it.
 
 Threads: the buffer is split into contiguous blocks with a static schedule.
 Below a size threshold the loop runs serially and opens no parallel region.
@@ -95,66 +88,33 @@ def _sgd(floating[::1] params, const floating[::1] grads, floating[::1] velocity
                     params[i] = params[i] + v
 
 
-cdef inline void _adam_element(floating* param, floating grad, floating* m, floating* v,
-                               floating* v_hat, double alpha, floating one_minus_beta_1,
-                               floating one_minus_beta_2, floating epsilon,
-                               floating decay) noexcept nogil:
-    """Update one parameter and its moments.
-
-    ``v_hat`` is NULL for plain Adam, else AMSGrad's running maximum of v.
-    ``decay`` is AdamW's lr * weight_decay, 0 for Adam.
-    """
-    cdef floating m_new = m[0] + one_minus_beta_1 * (grad - m[0])
-    cdef floating v_new = v[0] + one_minus_beta_2 * (grad * grad - v[0])
-    cdef floating second_moment = v_new
-    cdef floating previous_max
-    cdef floating p = param[0]
-    if decay != 0:
-        p = p - p * decay
-    m[0] = m_new
-    v[0] = v_new
-    if v_hat != NULL:
-        # maximum(v_hat, v) as np.maximum computes it, NaN from either side.
-        previous_max = v_hat[0]
-        if not (previous_max >= v_new or previous_max != previous_max):
-            previous_max = v_new
-        v_hat[0] = previous_max
-        second_moment = previous_max
-    param[0] = p - <floating>(alpha * m_new / <double>(_sqrt(second_moment) + epsilon))
+cdef extern from "nnfast.h" nogil:
+    ctypedef Py_ssize_t nnf_int
+    int nnf_adam_f32(float *p, const float *g, float *m, float *v, float *v_hat, nnf_int n,
+                     double alpha, double beta_1, double beta_2, double epsilon,
+                     double decay, int n_threads)
+    int nnf_adam_f64(double *p, const double *g, double *m, double *v, double *v_hat,
+                     nnf_int n, double alpha, double beta_1, double beta_2, double epsilon,
+                     double decay, int n_threads)
 
 
-# TODO: the per-element double division and the AMSGrad and decay branches keep
-# GCC from vectorising this loop, which takes about 300 us of an 860 us
-# batch-32 MLP step (101,770 float32 parameters, cProfile of benchmarks/train.py).
-# A branch-free float32 loop for plain Adam would vectorise; its tests against
-# the reference would then need a float32 rounding tolerance instead of
-# exact equality.
 def _adam(floating[::1] params, const floating[::1] grads, floating[::1] m, floating[::1] v,
           floating[::1] v_hat, bint amsgrad, double alpha, double beta_1, double beta_2,
           double epsilon, double decay, int n_threads):
     """Apply one Adam step with step size ``alpha`` (bias corrections included).
 
-    ``v_hat`` is only read and written with ``amsgrad``.
+    ``v_hat`` is only read and written with ``amsgrad``. The loop is in
+    csrc/optim.c, which picks its SIMD level at run time.
     """
     cdef Py_ssize_t n = params.shape[0]
-    cdef Py_ssize_t i
-    cdef floating one_minus_beta_1 = <floating>(1.0 - beta_1)
-    cdef floating one_minus_beta_2 = <floating>(1.0 - beta_2)
-    cdef floating eps = <floating>epsilon
-    cdef floating decay_typed = <floating>decay
     cdef floating* v_hat_ptr = &v_hat[0] if amsgrad else NULL
-
     with nogil:
-        if n_threads > 1:
-            for i in prange(n, schedule='static', num_threads=n_threads):
-                _adam_element(&params[i], grads[i], &m[i], &v[i],
-                              v_hat_ptr + i if amsgrad else NULL, alpha,
-                              one_minus_beta_1, one_minus_beta_2, eps, decay_typed)
+        if floating is float:
+            nnf_adam_f32(&params[0], &grads[0], &m[0], &v[0], v_hat_ptr, n, alpha, beta_1,
+                         beta_2, epsilon, decay, n_threads)
         else:
-            for i in range(n):
-                _adam_element(&params[i], grads[i], &m[i], &v[i],
-                              v_hat_ptr + i if amsgrad else NULL, alpha,
-                              one_minus_beta_1, one_minus_beta_2, eps, decay_typed)
+            nnf_adam_f64(&params[0], &grads[0], &m[0], &v[0], v_hat_ptr, n, alpha, beta_1,
+                         beta_2, epsilon, decay, n_threads)
 
 
 cdef inline void _rmsprop_element(floating* param, floating grad, floating* velocity,

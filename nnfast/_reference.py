@@ -275,15 +275,17 @@ def adam_update(params, grads, m, v, learning_rate, beta_1, beta_2, epsilon, ste
     """
     if weight_decay != 0.0:
         params -= params * (learning_rate * weight_decay)
-    alpha = learning_rate * np.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+    # The step size is rounded to the buffers' dtype, as Keras does, so that
+    # float32 parameters see float32 arithmetic only.
+    alpha = params.dtype.type(
+        float(learning_rate) * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step))
     m += (1.0 - beta_1) * (grads - m)
     v += (1.0 - beta_2) * (grads * grads - v)
     second_moment = v
     if v_hat is not None:
         np.maximum(v_hat, v, out=v_hat)
         second_moment = v_hat
-    params -= (alpha * m / (np.sqrt(second_moment) + epsilon)).astype(params.dtype,
-                                                                      copy=False)
+    params -= alpha * m / (np.sqrt(second_moment) + epsilon)
 
 
 # ---------------------------------------------------------------------------

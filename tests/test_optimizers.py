@@ -1,5 +1,10 @@
 """Compiled optimizer updates against the NumPy reference and hand-worked steps."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from _tolerances import eps, tolerance
@@ -30,20 +35,6 @@ SGD_CASES = [
 SGD_IDS = ["plain", "momentum", "nesterov", "nesterov_half"]
 
 
-# The compiled Adam update rounds alpha * m / (sqrt(v) + epsilon) once from
-# double, as the reference does under NumPy 2, which promotes its float64
-# alpha with a float32 m to float64. NumPy 1.x computed that quotient in
-# float32, so float32 parameters may then differ by a few ulp per step.
-NUMPY_PROMOTES_ALPHA = int(np.__version__.split(".")[0]) >= 2
-
-
-def assert_adam_params_match(actual, expected):
-    if NUMPY_PROMOTES_ALPHA or actual.dtype == np.float64:
-        np.testing.assert_array_equal(actual, expected)
-    else:
-        np.testing.assert_allclose(actual, expected, **tolerance(actual.dtype))
-
-
 def run_sgd(module, params, velocity, grad_steps, case, n_threads=None):
     for grads in grad_steps:
         module.sgd_update(params, grads, velocity, 0.05, n_threads=n_threads, **case)
@@ -60,8 +51,7 @@ def run_adam(module, params, m, v, grad_steps, n_threads=None):
 #
 # Every element goes through the reference's operations in the same order,
 # each rounded to the dtype as NumPy rounds it, so the results must match to
-# the last bit, not only within a tolerance (for Adam, see
-# NUMPY_PROMOTES_ALPHA).
+# the last bit, not only within a tolerance.
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -88,7 +78,7 @@ def test_adam_matches_reference(size, dtype, rng):
     expected = [params.copy(), m.copy(), v.copy()]
     run_adam(compiled, params, m, v, grad_steps)
     run_adam(reference, *expected, grad_steps)
-    assert_adam_params_match(params, expected[0])
+    np.testing.assert_array_equal(params, expected[0])
     np.testing.assert_array_equal(m, expected[1])
     np.testing.assert_array_equal(v, expected[2])
 
@@ -103,7 +93,7 @@ def test_adam_late_step(dtype, rng):
     expected = [params.copy(), m.copy(), v.copy()]
     compiled.adam_update(params, grads, m, v, 1e-3, 0.9, 0.999, 1e-7, 1000)
     reference.adam_update(*expected[:1], grads, *expected[1:], 1e-3, 0.9, 0.999, 1e-7, 1000)
-    assert_adam_params_match(params, expected[0])
+    np.testing.assert_array_equal(params, expected[0])
     np.testing.assert_array_equal(m, expected[1])
     np.testing.assert_array_equal(v, expected[2])
 
@@ -218,7 +208,7 @@ def test_grads_any_layout(layout, rng):
         view = grads.copy()
         view.flags.writeable = False
     compiled.adam_update(params, view, m, v, 0.01, 0.9, 0.999, 1e-7, 1)
-    assert_adam_params_match(params, expected[0])
+    np.testing.assert_array_equal(params, expected[0])
 
 
 def test_empty_buffers():
@@ -311,7 +301,7 @@ def test_adam_nan_and_inf_gradients(dtype):
     with np.errstate(all="ignore"):
         reference.adam_update(expected[0], grads, expected[1], expected[2],
                               0.1, 0.9, 0.999, 1e-7, 1)
-    assert_adam_params_match(params, expected[0])
+    np.testing.assert_array_equal(params, expected[0])
     np.testing.assert_array_equal(m, expected[1])
     np.testing.assert_array_equal(v, expected[2])
     assert np.isnan(params[:3]).all()
@@ -370,7 +360,7 @@ def test_adam_property(dtype, data):
     with np.errstate(all="ignore"):
         reference.adam_update(expected[0], grads, expected[1], expected[2],
                               0.01, beta_1, beta_2, 1e-7, step)
-    assert_adam_params_match(params, expected[0])
+    np.testing.assert_array_equal(params, expected[0])
     np.testing.assert_array_equal(m, expected[1])
     np.testing.assert_array_equal(v, expected[2])
 
@@ -380,8 +370,6 @@ def test_adam_property(dtype, data):
 #
 # All of them round every scalar to the buffers' dtype and compute in it, as
 # the reference does with Python floats, so they match to the last bit.
-# Adam's variants keep the double quotient described at
-# NUMPY_PROMOTES_ALPHA.
 # ---------------------------------------------------------------------------
 
 RMSPROP_CASES = [
@@ -493,10 +481,61 @@ def test_adam_variants_match_reference(variant, size, dtype, rng):
     expected = [params.copy()] + [np.zeros(size, dtype) for _ in range(3)]
     run_adam_variant(compiled, state, grad_steps, variant)
     run_adam_variant(reference, expected, grad_steps, variant)
-    assert_adam_params_match(state[0], expected[0])
+    np.testing.assert_array_equal(state[0], expected[0])
     assert_states_equal(state[1:], expected[1:])
     if variant["amsgrad"]:
         assert (state[3] >= state[2]).all()
+
+
+ADAM_PORTABLE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from nnfast import _optimizers, _runtime
+
+    assert _runtime.simd_name() == "generic"
+    rng = np.random.default_rng(7)
+    results = []
+    for dtype in (np.float32, np.float64):
+        for amsgrad, decay in ((False, 0.0), (True, 0.0), (False, 0.004), (True, 0.1)):
+            params = rng.standard_normal(1013).astype(dtype)
+            state = [np.zeros_like(params) for _ in range(3)]
+            for step in range(1, 5):
+                grads = (rng.standard_normal(1013) / step).astype(dtype)
+                _optimizers.adam_update(params, grads, state[0], state[1], 0.01, 0.9, 0.999,
+                                        1e-7, step, v_hat=state[2] if amsgrad else None,
+                                        weight_decay=decay)
+            results += [params] + state
+    np.savez(sys.argv[1], *results)
+    """
+)
+
+
+def test_adam_portable_loop_matches_simd_loop(tmp_path):
+    # The portable loop runs where the CPU lacks AVX2; both must give the
+    # same bits, so a run forced onto it is compared with this process.
+    out = tmp_path / "portable.npz"
+    env = dict(os.environ, NNFAST_SIMD="generic")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", ADAM_PORTABLE_SCRIPT, str(out)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    portable = np.load(out)
+    rng = np.random.default_rng(7)
+    index = 0
+    for dtype in (np.float32, np.float64):
+        for amsgrad, decay in ((False, 0.0), (True, 0.0), (False, 0.004), (True, 0.1)):
+            params = rng.standard_normal(1013).astype(dtype)
+            state = [np.zeros_like(params) for _ in range(3)]
+            for step in range(1, 5):
+                grads = (rng.standard_normal(1013) / step).astype(dtype)
+                compiled.adam_update(params, grads, state[0], state[1], 0.01, 0.9, 0.999,
+                                     1e-7, step, v_hat=state[2] if amsgrad else None,
+                                     weight_decay=decay)
+            for got in [params] + state:
+                np.testing.assert_array_equal(got, portable[f"arr_{index}"])
+                index += 1
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -640,7 +679,7 @@ def test_amsgrad_nan_in_v_hat(dtype):
     run_adam_variant(compiled, state, [grads], {"amsgrad": True, "weight_decay": 0.0})
     with np.errstate(all="ignore"):
         run_adam_variant(reference, expected, [grads], {"amsgrad": True, "weight_decay": 0.0})
-    assert_adam_params_match(state[0], expected[0])
+    np.testing.assert_array_equal(state[0], expected[0])
     assert_states_equal(state[1:], expected[1:])
     assert np.isnan(state[3][1:]).all()
     assert np.isfinite(state[0][0])
