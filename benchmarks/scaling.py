@@ -59,6 +59,9 @@ def worker(name, epochs, out_path):
                   loss=nnfast.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], distribute=strategy)
     per_process = GLOBAL_BATCH // strategy.size
+    # Start every clock together, so that one process's slower start-up
+    # (loading the data) is not counted as training time of the others.
+    strategy.comm.Barrier()
     start = time.perf_counter()
     model.fit(x, y, epochs=epochs, batch_size=per_process, verbose=0)
     seconds = (time.perf_counter() - start) / epochs
