@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/threads.py [--call-sizes 1 32 1024]
-                                 [--batch-sizes 1 2 4 ... 256] [--repeats 5]
+                                 [--batch-sizes 1 2 4 ... 512] [--repeats 5]
                                  [--quick]
 
 (a) Calling threads: 1 and 2 Python threads call ``predict`` on the same
@@ -17,6 +17,12 @@ sizes 1 to 256 with 1 and with 2 kernel threads, for both layers of the
 Fashion-MNIST MLP (784 -> 128 relu, 128 -> 10). The backward pass of the
 first layer computes no input gradient, as in training. The ratio shows
 from which batch size the second thread pays off.
+
+(c) The same as (b), called from a second Python thread while the main
+thread's OpenMP team exists, as in a server whose request threads each
+call nnfast. Each thread that opens a parallel region owns its own team,
+and where the teams outnumber the CPUs nnfast keeps small products on one
+thread (see csrc/threads.c).
 """
 
 import sys
@@ -175,8 +181,8 @@ def first_payoff(ratios):
     return payoff_batch
 
 
-def report_small_products(args, rng):
-    print("(b) Dense forward + backward, microseconds per step with 1 and 2 kernel "
+def report_small_products(args, rng, part="(b)"):
+    print(f"{part} Dense forward + backward, microseconds per step with 1 and 2 kernel "
           f"threads (median of {args.repeats})")
     payoff = {}
     for n_in, n_out, activation, with_dx in MLP_LAYERS:
@@ -223,6 +229,28 @@ def main():
     model = build_model()
     report_calling_threads(args, model, rng)
     report_small_products(args, rng)
+    report_beside_other_team(args, rng)
+
+
+def report_beside_other_team(args, rng):
+    """Run part (b) again in a second Python thread while the main thread's team lives."""
+    # The main thread has opened a team of 2 threads in part (b), so a second
+    # team would give OpenMP more threads than a 2-CPU machine has.
+    print("(c) As (b), called from a second Python thread while the main thread's "
+          "2-thread team exists")
+    failures = []
+
+    def work():
+        try:
+            report_small_products(args, rng, part="   ")
+        except Exception as error:  # reported by the main thread below
+            failures.append(error)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    if failures:
+        raise failures[0]
 
 
 def parse_args():
@@ -230,7 +258,7 @@ def parse_args():
     parser.add_argument("--call-sizes", nargs="+", type=int, default=[1, 32, 1024],
                         help="samples per predict call in part (a)")
     parser.add_argument("--batch-sizes", nargs="+", type=int,
-                        default=[1, 2, 4, 8, 16, 32, 64, 128, 256],
+                        default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
                         help="batch sizes of the Dense kernels in part (b)")
     parser.add_argument("--repeats", type=int, default=5,
                         help="alternating measurements per setting")

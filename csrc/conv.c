@@ -122,10 +122,7 @@ static int conv_team_size(void)
 /* Return the thread count for an element loop of `elements` elements. */
 static int conv_loop_threads(double elements, int n_threads)
 {
-    if (elements < NNF_CONV_PARALLEL_MIN_ELEMENTS || n_threads < 2) {
-        return 1;
-    }
-    return n_threads;
+    return nnf_parallel_threads(n_threads, elements, NNF_CONV_PARALLEL_MIN_ELEMENTS);
 }
 
 int nnf_conv_check_shape(const nnf_conv_shape *s)

@@ -40,10 +40,11 @@ static inline double nnf_exp_f64(double x) { return exp(x); }
 
 static int row_pass_threads(nnf_int m, nnf_int n, int n_threads)
 {
-    if ((double)m * (double)n < NNF_DENSE_PARALLEL_MIN_ELEMENTS || m < 2) {
+    if (m < 2) {
         return 1;
     }
-    return n_threads > 0 ? n_threads : 1;
+    return nnf_parallel_threads(n_threads, (double)m * (double)n,
+                                NNF_DENSE_PARALLEL_MIN_ELEMENTS);
 }
 
 /* Epilogue on one tile: z = C + bias, preact = z, C = act(z). */

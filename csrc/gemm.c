@@ -567,11 +567,8 @@ static int gemm_run(gemm_plan *g, const nnf_gemm_kernel *kernels, int count, int
     nnf_int panels_n = (min_int(n, kern->nc) + kern->nr - 1) / kern->nr;
     choose_direct(kern, m, n, g->cs_a, g->cs_b, &g->direct_a, &g->direct_b);
     g->split_m = panels_m >= panels_n;
-    int nt = n_threads > 0 ? n_threads : 1;
     double f64_flops = 2.0 * (double)m * (double)n * (double)k * (double)es / 8.0;
-    if (f64_flops < NNF_GEMM_PARALLEL_MIN_FLOPS) {
-        nt = 1;
-    }
+    int nt = nnf_parallel_threads(n_threads, f64_flops, NNF_GEMM_PARALLEL_MIN_FLOPS);
     nnf_int max_parts = g->split_m ? panels_m : panels_n;
     if (nt > max_parts) {
         nt = (int)max_parts;

@@ -43,11 +43,17 @@ const char *nnf_simd_name(int level);
 /* Threads: 1 when built without OpenMP. */
 int nnf_openmp_enabled(void);
 int nnf_omp_max_threads(void);
+/* Return omp_get_num_procs(): the CPUs this process may run on. */
+int nnf_omp_num_procs(void);
 /* Return min(requested, omp_get_max_threads()), at least 1, so that a limit
  * set through the OpenMP runtime (threadpoolctl) still caps nnfast. */
 int nnf_effective_threads(int requested);
 /* Return the team size observed inside a parallel region of n_threads. */
 int nnf_observed_team_size(int n_threads);
+/* Return the threads for a loop of `work` units (flops or elements): 1 below
+ * min_work, or below min_work times a larger factor while the OpenMP teams of
+ * live threads would outnumber the CPUs (see threads.c), else n_threads. */
+int nnf_parallel_threads(int n_threads, double work, double min_work);
 
 /* Adam in place over n elements (see optim.c). v_hat is NULL for plain Adam,
  * else AMSGrad's running maximum; decay is AdamW's lr * weight_decay, 0 for

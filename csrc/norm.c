@@ -55,10 +55,7 @@ static void norm_chunk_rows(nnf_int rows, nnf_int chunks, nnf_int index, nnf_int
 
 static int norm_threads(double elements, int n_threads)
 {
-    if (elements < NNF_NORM_PARALLEL_MIN_ELEMENTS || n_threads < 2) {
-        return 1;
-    }
-    return n_threads;
+    return nnf_parallel_threads(n_threads, elements, NNF_NORM_PARALLEL_MIN_ELEMENTS);
 }
 
 /* Set out[j] to the sum of the chunks' rows of `sums` (chunks x channels),

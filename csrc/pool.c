@@ -47,10 +47,11 @@ int nnf_pool_check_shape(const nnf_pool_shape *s)
  * `parts` independent parts. */
 static int pool_threads(double elements, nnf_int parts, int n_threads)
 {
-    if (elements < NNF_POOL_PARALLEL_MIN_ELEMENTS || n_threads < 2 || parts < 2) {
+    if (parts < 2) {
         return 1;
     }
-    return parts < n_threads ? (int)parts : n_threads;
+    int nt = nnf_parallel_threads(n_threads, elements, NNF_POOL_PARALLEL_MIN_ELEMENTS);
+    return parts < nt ? (int)parts : nt;
 }
 
 /* The window of output row oh (or column ow): input rows [*lo, *hi), clipped

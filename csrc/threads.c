@@ -26,6 +26,15 @@ int nnf_omp_max_threads(void)
 #endif
 }
 
+int nnf_omp_num_procs(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
 int nnf_effective_threads(int requested)
 {
     int limit = nnf_omp_max_threads();
@@ -47,3 +56,84 @@ int nnf_observed_team_size(int n_threads)
 #endif
     return size;
 }
+
+/*
+ * Thread counts under shared CPUs.
+ *
+ * Every OS thread that opens a parallel region owns its own OpenMP team, and
+ * the team's workers outlive the region. When the workers of all teams, plus
+ * one, outnumber the CPUs, libgomp stops spinning at barriers and puts waiting
+ * threads to sleep, so each barrier costs a wake-up of tens of microseconds.
+ * This happens as soon as two Python threads each run a 2-thread kernel on a
+ * 2-CPU machine. nnfast counts the workers of the teams that live threads
+ * have opened, and while a new team would oversubscribe the CPUs it raises
+ * every "too small to split" limit by NNF_SHARED_CPU_WORK_SCALE.
+ *
+ * Measured on the project's 2-vCPU Zen 4 VM (benchmarks/threads.py, part c):
+ * with a second team alive, the 784 -> 128 Dense forward and backward pass
+ * ran 2.4x slower on 2 threads than on 1 at batch 32 (6.4 MFLOP per GEMM),
+ * 1.08x slower at batch 128 (26 MFLOP) and 1.2x faster at batch 256
+ * (51 MFLOP), where without the second team 2 threads already paid off from
+ * batch 16. The GEMM's limit, 0.2 MFLOP, times 100 is 40 MFLOP of float32.
+ * NOTE: the same factor is applied to the element loops of the other kernels
+ * without its own measurement.
+ */
+#define NNF_SHARED_CPU_WORK_SCALE 100.0
+
+#if defined(_OPENMP) && !defined(_WIN32)
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Workers (team size minus one) of the teams opened by live threads. */
+static atomic_long team_workers;
+static pthread_key_t team_key;
+static pthread_once_t team_once = PTHREAD_ONCE_INIT;
+static int team_key_ok = 0;
+static int cpu_count = 0;
+
+static void release_team(void *workers)
+{
+    atomic_fetch_sub(&team_workers, (long)(intptr_t)workers);
+}
+
+static void create_team_key(void)
+{
+    team_key_ok = pthread_key_create(&team_key, release_team) == 0;
+    cpu_count = omp_get_num_procs();
+}
+
+int nnf_parallel_threads(int n_threads, double work, double min_work)
+{
+    if (n_threads < 2 || work < min_work) {
+        return 1;
+    }
+    pthread_once(&team_once, create_team_key);
+    if (!team_key_ok) {
+        return n_threads;
+    }
+    /* A team keeps its workers after a smaller region, so it only grows. */
+    long mine = (long)(intptr_t)pthread_getspecific(team_key);
+    long grown = n_threads - 1 > mine ? n_threads - 1 : mine;
+    long total = atomic_load(&team_workers) - mine + grown;
+    if (1 + total > cpu_count && work < min_work * NNF_SHARED_CPU_WORK_SCALE) {
+        return 1;
+    }
+    if (grown > mine && pthread_setspecific(team_key, (void *)(intptr_t)grown) == 0) {
+        atomic_fetch_add(&team_workers, grown - mine);
+    }
+    return n_threads;
+}
+
+#else
+
+int nnf_parallel_threads(int n_threads, double work, double min_work)
+{
+    if (n_threads < 2 || work < min_work) {
+        return 1;
+    }
+    return n_threads;
+}
+
+#endif

@@ -90,6 +90,7 @@ def _sgd(floating[::1] params, const floating[::1] grads, floating[::1] velocity
 
 cdef extern from "nnfast.h" nogil:
     ctypedef Py_ssize_t nnf_int
+    int nnf_parallel_threads(int n_threads, double work, double min_work)
     int nnf_adam_f32(float *p, const float *g, float *m, float *v, float *v_hat, nnf_int n,
                      double alpha, double beta_1, double beta_2, double epsilon,
                      double decay, int n_threads)
@@ -282,7 +283,7 @@ def _check_matching(op, names, arrays):
 def _threads_for(Py_ssize_t size, Py_ssize_t threshold, n_threads):
     if size < threshold:
         return 1
-    return resolve(n_threads)
+    return nnf_parallel_threads(resolve(n_threads), size, threshold)
 
 
 def sgd_update(params, grads, velocity, learning_rate, momentum=0.0, nesterov=False,

@@ -7,6 +7,8 @@ cdef extern from "nnfast.h":
     int nnf_omp_max_threads() nogil
     int nnf_effective_threads(int requested) nogil
     int nnf_observed_team_size(int n_threads) nogil
+    int nnf_omp_num_procs() nogil
+    int nnf_parallel_threads(int n_threads, double work, double min_work) nogil
 
 
 def openmp_enabled():
@@ -30,6 +32,22 @@ def observed_team_size(int n_threads):
     with nogil:
         size = nnf_observed_team_size(nnf_effective_threads(n_threads))
     return size
+
+
+def omp_num_procs():
+    """Return ``omp_get_num_procs()`` (1 without OpenMP)."""
+    return nnf_omp_num_procs()
+
+
+def parallel_threads(int n_threads, double work, double min_work):
+    """Return the threads the kernels would use for ``work`` units of work.
+
+    1 below ``min_work``. While the OpenMP teams of live threads would
+    outnumber the CPUs, also 1 below 100 times ``min_work``. Otherwise
+    ``n_threads``, and the calling thread's team then counts as holding
+    ``n_threads - 1`` workers until the thread exits.
+    """
+    return nnf_parallel_threads(n_threads, work, min_work)
 
 
 def simd_name():

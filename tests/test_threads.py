@@ -69,6 +69,53 @@ def test_team_of_two_when_asked():
         nnfast.set_num_threads(before)
 
 
+SHARED_CPU_SCRIPT = """
+import threading
+import time
+from nnfast import _runtime
+
+procs = _runtime.omp_num_procs()
+limit = 1000.0
+results = {}
+# Below the limit every thread runs alone.
+results["small"] = _runtime.parallel_threads(2, limit / 2, limit)
+# The main thread opens a team that fills every CPU.
+results["main"] = _runtime.parallel_threads(procs, 200 * limit, limit)
+
+def other_thread():
+    # A second team would oversubscribe the CPUs: mid-sized work stays on
+    # one thread, large work still splits.
+    results["mid"] = _runtime.parallel_threads(2, 10 * limit, limit)
+    results["large"] = _runtime.parallel_threads(2, 200 * limit, limit)
+
+worker = threading.Thread(target=other_thread)
+worker.start()
+worker.join()
+# The other thread has exited, so its team no longer counts once the thread's
+# exit handlers have run, which may be just after join() returns.
+for _ in range(200):
+    results["after"] = _runtime.parallel_threads(procs, 10 * limit, limit)
+    if results["after"] == procs:
+        break
+    time.sleep(0.01)
+print(procs, results["small"], results["main"], results["mid"], results["large"],
+      results["after"])
+"""
+
+
+def test_threads_stay_single_when_teams_share_cpus():
+    if not _runtime.openmp_enabled():
+        pytest.skip("nnfast was built without OpenMP")
+    done = run_python(SHARED_CPU_SCRIPT)
+    assert done.returncode == 0, done.stderr
+    procs, small, main, mid, large, after = map(int, done.stdout.split())
+    assert small == 1
+    assert main == procs
+    assert mid == 1
+    assert large == 2
+    assert after == procs
+
+
 def test_omp_num_threads_sets_default():
     result = run_python(
         "import nnfast\n"
