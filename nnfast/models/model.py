@@ -30,6 +30,11 @@ from nnfast.models import data_adapter
 _MAX_WORKSPACES = 16
 
 
+# Whether fit may take the lean path for Dense stacks (Model._dense_train_pass).
+# Tests turn it off to compare the two paths.
+_LEAN_TRAINING = True
+
+
 class _Workspace:
     """Reusable buffers for one thread and one batch size."""
 
@@ -38,6 +43,9 @@ class _Workspace:
         self.x = None
         self.grad = None
         self.chain_buffers = None
+        # The lean training pass's buffers: layer outputs, input gradients
+        # and per-sample losses (see Model._dense_train_pass).
+        self.train_buffers = None
 
 
 class Model:
@@ -66,6 +74,8 @@ class Model:
         self._compile_config = None
         self._chain = None
         self._chain_key = None
+        self._train_chain = None
+        self._train_chain_key = None
         self._layout_generation = -1
         self._distribute = None
         self._loss_scale = 1.0
@@ -289,16 +299,23 @@ class Model:
         """Run one step on a batch; return (per-sample losses, outputs)."""
         fused = self._fused_activation()
         regularized = self._regularized
-        outputs = self._forward(xb, True, workspace, fused, regularized)
-        if workspace.grad is None or workspace.grad.shape != outputs.shape:
-            workspace.grad = np.empty(outputs.shape, dtype=outputs.dtype)
-        per_sample, grad = self.loss.compute(yb, outputs, wb, want_grad=True,
-                                             logits=fused is not None,
-                                             grad_out=workspace.grad)
-        if self._loss_scale != 1.0:
-            per_sample = per_sample * self._loss_scale
-            grad *= grad.dtype.type(self._loss_scale)
-        self._backward(grad, workspace)
+        chain = None
+        if wb is None and not regularized:
+            chain = self._dense_train_chain(fused)
+        lean = chain is not None and self._dense_train_pass(chain, xb, yb, workspace)
+        if lean:
+            per_sample, outputs = lean
+        else:
+            outputs = self._forward(xb, True, workspace, fused, regularized)
+            if workspace.grad is None or workspace.grad.shape != outputs.shape:
+                workspace.grad = np.empty(outputs.shape, dtype=outputs.dtype)
+            per_sample, grad = self.loss.compute(yb, outputs, wb, want_grad=True,
+                                                 logits=fused is not None,
+                                                 grad_out=workspace.grad)
+            if self._loss_scale != 1.0:
+                per_sample = per_sample * self._loss_scale
+                grad *= grad.dtype.type(self._loss_scale)
+            self._backward(grad, workspace)
         penalty = 0.0
         if regularized:
             # Penalties are taken before the update, on the weights this step
@@ -696,6 +713,99 @@ class Model:
             out = np.empty((x.shape[0],) + tuple(self.output_shape), dtype=self.dtype)
             return self._infer(x, workspace, out)
         return self._forward(x, True, workspace).copy()
+
+    # Lean training path -----------------------------------------------------
+
+    def _dense_train_chain(self, fused):
+        """Return a DenseChain with gradients for training, or None.
+
+        Possible with the compiled backend for a stack of trainable Dense
+        layers (Flatten first allowed) whose activations the dense kernels
+        fuse. The loss must be sparse categorical cross-entropy from logits,
+        or on a softmax output that the loss takes over, without loss
+        weights. The caller checks sample weights and regularizers.
+        """
+        if not _LEAN_TRAINING or backend.get_backend() != "compiled":
+            return None
+        loss = self.loss
+        if (not isinstance(loss, losses_module.SparseCategoricalCrossentropy)
+                or loss.ignore_class is not None or self._loss_scale != 1.0
+                or not (loss.from_logits or fused == "softmax")):
+            return None
+        from nnfast._reference import ACTIVATIONS as DENSE_FUSED_ACTIVATIONS
+        from nnfast.layers.core import Dense, Flatten
+        dense = []
+        activations = []
+        for i, layer in enumerate(self._layers):
+            if isinstance(layer, Flatten) and i == 0:
+                continue
+            if (not isinstance(layer, Dense) or not layer.trainable
+                    or layer.activation not in DENSE_FUSED_ACTIVATIONS):
+                return None
+            dense.append(layer)
+            activations.append(layer.activation)
+        if not dense:
+            return None
+        if fused is not None:
+            activations[-1] = "linear"
+        # The layout key changes whenever the weights move, and the key also
+        # covers the activations, which a user may change between steps.
+        key = (self._layout_key, tuple(activations))
+        if self._layout_key is None:
+            return None
+        if key == self._train_chain_key:
+            return self._train_chain
+        from nnfast._mlp import DenseChain
+        chain = DenseChain([layer.kernel for layer in dense],
+                           [layer.bias for layer in dense], activations,
+                           [layer._kernel.grad for layer in dense],
+                           [layer._bias.grad if layer.use_bias else None
+                            for layer in dense])
+        self._train_chain = chain
+        self._train_chain_key = key
+        return chain
+
+    def _dense_train_pass(self, chain, xb, yb, workspace):
+        """Run the forward pass, the loss and the backward pass through ``chain``.
+
+        Return (per-sample losses, logits), or None when the labels need the
+        general path's conversion and checks (floats, or out of range), which
+        then raises the error for bad ones. The results equal the general
+        path's to the last bit: both run the same kernels on the same
+        arguments.
+        """
+        labels = yb.reshape(-1) if yb.ndim == 2 and yb.shape[1] == 1 else yb
+        if labels.ndim != 1 or labels.dtype.kind not in "iu" or xb.dtype != self.dtype:
+            return None
+        if labels.dtype != np.int64:
+            labels = labels.astype(np.int64)
+        n = xb.shape[0]
+        widths = chain.widths
+        if labels.shape[0] != n or n == 0:
+            return None
+        n_classes = widths[-1]
+        if labels.min() < 0 or labels.max() >= n_classes:
+            return None
+        buffers = workspace.train_buffers
+        if buffers is None or buffers[0] is not chain:
+            dtype = self.dtype
+            hidden = [np.empty((n, w), dtype=dtype) for w in widths[1:-1]]
+            buffers = (chain, hidden, [np.empty_like(h) for h in hidden],
+                       np.empty((n, n_classes), dtype=dtype),
+                       np.empty((n, n_classes), dtype=dtype),
+                       np.empty(n, dtype=dtype), np.empty(0, dtype=dtype))
+            workspace.train_buffers = buffers
+        _, hidden, dx_buffers, logits, dlogits, per_sample, no_weights = buffers
+        from nnfast import _losses
+        flat = np.ascontiguousarray(xb.reshape(n, -1))
+        threads = _threads.resolve(None)
+        chain.forward(flat, hidden, logits, threads)
+        loss_threads = 1 if logits.size < _losses.PARALLEL_MIN_SIZE_CROSS_ENTROPY else threads
+        _losses._cross_entropy_sparse(logits, labels, no_weights,
+                                      float(self.loss.grad_scale(n, None)), per_sample,
+                                      dlogits, True, loss_threads)
+        chain.backward(flat, hidden, logits, dlogits, dx_buffers, threads)
+        return per_sample, logits
 
     # Lean inference path ----------------------------------------------------
 
