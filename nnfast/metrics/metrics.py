@@ -49,8 +49,13 @@ class _MeanOfValues(Metric):
         self.count = 0.0
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = np.asarray(self._values(np.asarray(y_true), np.asarray(y_pred)),
-                            dtype=np.float64).reshape(-1)
+        values = self._values(np.asarray(y_true), np.asarray(y_pred))
+        if sample_weight is None and values.dtype == np.bool_:
+            # Counting is exact, as the float sum of zeros and ones is.
+            self.total += float(np.count_nonzero(values))
+            self.count += values.size
+            return
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
         if sample_weight is None:
             self.total += float(values.sum())
             self.count += values.size
@@ -79,6 +84,11 @@ class Mean(_MeanOfValues):
                                       values.shape)
             self.total += float(np.dot(values, weights))
             self.count += float(weights.sum())
+
+    def add(self, value, weight):
+        """Add one value with its weight, as ``update_state([value], [weight])`` does."""
+        self.total += float(value) * float(weight)
+        self.count += float(weight)
 
 
 class SparseCategoricalAccuracy(_MeanOfValues):

@@ -75,7 +75,8 @@ class Model:
         self._chain = None
         self._chain_key = None
         self._train_chain = None
-        self._train_chain_key = None
+        self._plan = None
+        self._plan_key = None
         self._layout_generation = -1
         self._distribute = None
         self._loss_scale = 1.0
@@ -295,14 +296,35 @@ class Model:
                 return i
         return len(self._layers)
 
+    def _step_plan(self):
+        """Return (fused activation, regularized, train chain or None) for a step.
+
+        The three depend on the layers, the weights' buffers, the loss and
+        the backend, and take tens of microseconds to work out, so they are
+        kept until one of those changes. The weights' layout key covers added
+        weights and changed ``trainable`` flags.
+        """
+        # The chain holds the flat buffers, so while it lives no new buffer
+        # can take their ids.
+        key = (self._layout_key, id(self._params), id(self._grads), self.loss,
+               self._loss_scale, backend.get_backend(),
+               _LEAN_TRAINING,
+               tuple([getattr(layer, "activation", None) for layer in self._layers]),
+               tuple([layer.activity_regularizer for layer in self._layers]))
+        if key != self._plan_key:
+            fused = self._fused_activation()
+            regularized = self._regularized
+            chain = None if regularized else self._dense_train_chain(fused)
+            self._train_chain = chain
+            self._plan = (fused, regularized, chain)
+            self._plan_key = key
+        return self._plan
+
     def _train_step(self, xb, yb, wb, workspace):
         """Run one step on a batch; return (per-sample losses, outputs)."""
-        fused = self._fused_activation()
-        regularized = self._regularized
-        chain = None
-        if wb is None and not regularized:
-            chain = self._dense_train_chain(fused)
-        lean = chain is not None and self._dense_train_pass(chain, xb, yb, workspace)
+        fused, regularized, chain = self._step_plan()
+        lean = (chain is not None and wb is None
+                and self._dense_train_pass(chain, xb, yb, workspace))
         if lean:
             per_sample, outputs = lean
         else:
@@ -573,7 +595,7 @@ class Model:
         # The epoch loss is the mean over samples of the reduced batch losses,
         # weighted by batch size as Keras does.
         batch_loss = self.loss.reduce(per_sample, wb) + penalty
-        tracker.update_state([batch_loss], sample_weight=[per_sample.shape[0]])
+        tracker.add(batch_loss, per_sample.shape[0])
         logs = {"loss": tracker.result()}
         for metric in self.compiled_metrics:
             metric.update_state(yb, outputs,
@@ -717,7 +739,7 @@ class Model:
     # Lean training path -----------------------------------------------------
 
     def _dense_train_chain(self, fused):
-        """Return a DenseChain with gradients for training, or None.
+        """Return a new DenseChain with gradients for training, or None.
 
         Possible with the compiled backend for a stack of trainable Dense
         layers (Flatten first allowed) whose activations the dense kernels
@@ -748,22 +770,13 @@ class Model:
             return None
         if fused is not None:
             activations[-1] = "linear"
-        # The layout key changes whenever the weights move, and the key also
-        # covers the activations, which a user may change between steps.
-        key = (self._layout_key, tuple(activations))
         if self._layout_key is None:
             return None
-        if key == self._train_chain_key:
-            return self._train_chain
         from nnfast._mlp import DenseChain
-        chain = DenseChain([layer.kernel for layer in dense],
-                           [layer.bias for layer in dense], activations,
-                           [layer._kernel.grad for layer in dense],
-                           [layer._bias.grad if layer.use_bias else None
-                            for layer in dense])
-        self._train_chain = chain
-        self._train_chain_key = key
-        return chain
+        return DenseChain([layer.kernel for layer in dense],
+                          [layer.bias for layer in dense], activations,
+                          [layer._kernel.grad for layer in dense],
+                          [layer._bias.grad if layer.use_bias else None for layer in dense])
 
     def _dense_train_pass(self, chain, xb, yb, workspace):
         """Run the forward pass, the loss and the backward pass through ``chain``.
