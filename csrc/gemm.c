@@ -613,6 +613,11 @@ int nnf_gemm_f32(nnf_int m, nnf_int n, nnf_int k, float alpha, const float *a, n
     gemm_plan g = {0};
     int count;
     const nnf_gemm_kernel *kernels = nnf_gemm_kernels_f32(&count);
+    if (m > 0 && m <= NNF_GEMV_MAX_ROWS && n > 0 && k > 0 && (cs_b == 1 || n == 1)) {
+        nnf_gemv_rows_f32(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, beta, c, rs_c, cs_c,
+                           epilogue);
+        return NNF_OK;
+    }
     g.m = m;
     g.n = n;
     g.k = k;
@@ -641,6 +646,11 @@ int nnf_gemm_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const double *a,
     gemm_plan g = {0};
     int count;
     const nnf_gemm_kernel *kernels = nnf_gemm_kernels_f64(&count);
+    if (m > 0 && m <= NNF_GEMV_MAX_ROWS && n > 0 && k > 0 && (cs_b == 1 || n == 1)) {
+        nnf_gemv_rows_f64(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, beta, c, rs_c, cs_c,
+                           epilogue);
+        return NNF_OK;
+    }
     g.m = m;
     g.n = n;
     g.k = k;

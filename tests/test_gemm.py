@@ -92,6 +92,44 @@ def test_gemm_matches_reference(shape, trans_a, trans_b, dtype):
         assert_gemm_close(result, expected, a, b, c0, trans_a, trans_b, alpha, beta)
 
 
+# Products with at most 2 rows of C and contiguous B rows take the
+# row-by-row loop; these widths cover its 64- and 8-column blocks and tails.
+FEW_ROWS_WIDTHS = [1, 3, 8, 10, 31, 64, 65, 100, 130]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("m", [1, 2, 3])
+@pytest.mark.parametrize("n", FEW_ROWS_WIDTHS)
+def test_gemm_few_rows_match_reference(n, m, dtype):
+    rng = rng_for("few rows", n, m, dtype)
+    for k in (1, 3, 4, 7, 130):
+        a, b, c = make_operands(m, n, k, False, False, dtype, rng)
+        for alpha, beta in ((1.0, 0.0), (0.5, 2.0)):
+            got = gemm(a, b, c.copy(), alpha=alpha, beta=beta)
+            want = _reference.gemm(a, b, c.copy(), alpha=alpha, beta=beta)
+            assert_gemm_close(got, want, a, b, c, False, False, alpha, beta)
+        # Rows of A that are not contiguous, from a Fortran-ordered copy.
+        a_strided = np.asfortranarray(a)
+        got = gemm(a_strided, b)
+        assert_gemm_close(got, _reference.gemm(a, b), a, b, None, False, False, 1.0, 0.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("activation", _reference.ACTIVATIONS)
+def test_dense_forward_one_row_matches_reference(activation, dtype):
+    from nnfast._dense import dense_forward
+
+    rng = rng_for("one row", activation, dtype)
+    x = rng.standard_normal((1, 70)).astype(dtype)
+    kernel = rng.standard_normal((70, 130)).astype(dtype)
+    bias = rng.standard_normal(130).astype(dtype)
+    got = dense_forward(x, kernel, bias, activation)
+    want = _reference.dense_forward(x, kernel, bias, activation)
+    # Values up to about sqrt(70) before the activation, summed over 70 terms.
+    eps = float(np.finfo(dtype).eps)
+    np.testing.assert_allclose(got, want, rtol=100 * eps, atol=100 * eps * 70)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_gemm_new_output(dtype):
     rng = rng_for("new", dtype.__name__)
@@ -355,7 +393,8 @@ PORTABLE_SCRIPT = textwrap.dedent(
     assert _runtime.simd_name() == "generic", _runtime.simd_name()
     rng = np.random.default_rng(7)
     for dtype, rtol in ((np.float32, 2e-4), (np.float64, 1e-11)):
-        for m, n, k in ((1, 1, 1), (5, 7, 3), (37, 41, 300), (130, 9, 17)):
+        for m, n, k in ((1, 1, 1), (5, 7, 3), (37, 41, 300), (130, 9, 17), (1, 130, 70),
+                        (2, 9, 5), (2, 64, 33)):
             for ta in (False, True):
                 for tb in (False, True):
                     a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
