@@ -2,16 +2,16 @@
  * Row-by-row products for a few rows of A: C[i, :] = alpha * A[i, :] B +
  * beta * C[i, :] for m <= NNF_GEMV_MAX_ROWS, with the rows of B contiguous.
  *
- * One sample through a Dense layer is such a product. The blocked GEMM would
- * pack or tile B for one row of output and waste most of each MR-row tile,
- * while this loop streams B once per row of A: for each k it broadcasts
- * A[i, k] and adds it times row k of B to a block of accumulators. The AVX2
- * loop keeps 64 float32 (32 float64) columns in 8 registers, enough
- * independent FMA chains to hide their latency.
+ * One sample through a Dense layer is such a product. The blocked GEMM
+ * fills only one row of each MR-row tile there. This loop instead streams B
+ * once per row of A: for each k it broadcasts A[i, k] and adds it times row
+ * k of B to a block of accumulators. The AVX2 loop keeps 64 float32 (32
+ * float64) columns in 8 registers, enough independent FMA chains to hide
+ * their latency.
  *
  * Sums run over k in order within each column, so the rounding can differ
- * from the blocked GEMM's, which adds per k block. The products are small,
- * so they run on the calling thread.
+ * from the blocked GEMM's, which adds per k block. The products are small
+ * enough to run on the calling thread.
  */
 #include "gemm.h"
 
