@@ -12,6 +12,7 @@ runs every layer's fused backward kernel the same way for training.
 import numpy as np
 
 cimport numpy as cnp
+from cython.parallel cimport parallel, threadid
 from libc.stdlib cimport free, malloc
 
 from nnfast._reference import ACTIVATIONS
@@ -52,6 +53,19 @@ cdef extern from "gemm.h" nogil:
                                int activation, double *kernel_grad, nnf_int rs_kg,
                                nnf_int cs_kg, double *bias_grad, nnf_int inc_bg, double *dx,
                                nnf_int rs_dx, nnf_int cs_dx, double beta, int n_threads)
+
+
+cdef enum:
+    # Splitting a batch into one block of rows per thread needs this many
+    # rows per block. NOTE: an estimate, not measured: each block packs every
+    # kernel again, which costs about as much as multiplying a few dozen rows
+    # by it.
+    ROW_SPLIT_MIN_ROWS = 128
+    MAX_ROW_TEAMS = 64
+
+
+cdef extern from "nnfast.h" nogil:
+    int nnf_parallel_threads(int n_threads, double work, double min_work)
 
 
 cdef inline nnf_int _row_stride(nnf_int rows, nnf_int cols) noexcept nogil:
@@ -202,13 +216,19 @@ cdef class DenseChain:
         """The input width followed by each layer's output width."""
         return tuple(self.dims[i] for i in range(self.n_layers + 1))
 
-    def forward(self, cnp.ndarray x, list buffers, cnp.ndarray out, int n_threads):
+    def forward(self, cnp.ndarray x, list buffers, cnp.ndarray out, int n_threads,
+                bint split_rows=False):
         """Write the chain's output for the rows of ``x`` into ``out``.
 
         ``x`` is (n, widths[0]) with any element strides; ``buffers`` holds
         one C-contiguous (n, widths[i + 1]) array for each layer but the
         last, and ``out`` is C-contiguous (n, widths[-1]). All share the
         chain's dtype. Returns ``out``.
+
+        With ``split_rows``, a batch of at least ``2 * ROW_SPLIT_MIN_ROWS``
+        rows is cut into one block of rows per thread, and each thread runs
+        its block through all layers alone: no barrier inside the products,
+        at the cost of packing each kernel once per thread.
         """
         cdef int n_layers = self.n_layers
         cdef nnf_int n = x.shape[0]
@@ -245,32 +265,28 @@ cdef class DenseChain:
         outputs[n_layers - 1] = cnp.PyArray_DATA(out)
         cdef void *src = cnp.PyArray_DATA(x)
         cdef int status = NNF_OK
+        cdef int teams = 1
+        cdef int team_status[MAX_ROW_TEAMS]
+        cdef nnf_int per_team = 0, start = 0, t = 0
+        if split_rows and n >= ROW_SPLIT_MIN_ROWS * 2:
+            teams = nnf_parallel_threads(min(n_threads, MAX_ROW_TEAMS), n,
+                                         2 * ROW_SPLIT_MIN_ROWS)
         try:
-            with nogil:
-                for i in range(n_layers):
-                    if self.is_f64:
-                        status = nnf_dense_forward_f64(
-                            n, self.dims[i], self.dims[i + 1], <const double *>src,
-                            rs_x, cs_x, <const double *>self.kernel_data[i],
-                            _row_stride(self.dims[i], self.dims[i + 1]),
-                            _col_stride(self.dims[i + 1]), <const double *>self.bias_data[i],
-                            _col_stride(self.dims[i + 1]), self.codes[i],
-                            <double *>outputs[i], _row_stride(n, self.dims[i + 1]),
-                            _col_stride(self.dims[i + 1]), NULL, 0, 0, n_threads)
-                    else:
-                        status = nnf_dense_forward_f32(
-                            n, self.dims[i], self.dims[i + 1], <const float *>src,
-                            rs_x, cs_x, <const float *>self.kernel_data[i],
-                            _row_stride(self.dims[i], self.dims[i + 1]),
-                            _col_stride(self.dims[i + 1]), <const float *>self.bias_data[i],
-                            _col_stride(self.dims[i + 1]), self.codes[i],
-                            <float *>outputs[i], _row_stride(n, self.dims[i + 1]),
-                            _col_stride(self.dims[i + 1]), NULL, 0, 0, n_threads)
-                    if status != NNF_OK:
-                        break
-                    src = outputs[i]
-                    rs_x = _row_stride(n, self.dims[i + 1])
-                    cs_x = _col_stride(self.dims[i + 1])
+            if teams > 1:
+                per_team = (n + teams - 1) // teams
+                with nogil, parallel(num_threads=teams):
+                    t = threadid()
+                    start = t * per_team
+                    team_status[t] = NNF_OK
+                    if start < n:
+                        team_status[t] = self._forward_rows(
+                            start, min(per_team, n - start), n, src, rs_x, cs_x, outputs, 1)
+                for i in range(teams):
+                    if team_status[i] != NNF_OK:
+                        status = team_status[i]
+            else:
+                with nogil:
+                    status = self._forward_rows(0, n, n, src, rs_x, cs_x, outputs, n_threads)
         finally:
             free(outputs)
         if status == NNF_ENOMEM:
@@ -279,6 +295,40 @@ cdef class DenseChain:
             raise ValueError(f"DenseChain.forward: the kernel rejected its arguments "
                              f"(status {status})")
         return out
+
+    cdef int _forward_rows(self, nnf_int start, nnf_int rows, nnf_int n, const void *x,
+                           nnf_int rs_x, nnf_int cs_x, void **outputs,
+                           int n_threads) noexcept nogil:
+        """Run rows [start, start + rows) of an n-row batch through every layer."""
+        cdef int i
+        cdef int status = NNF_OK
+        cdef nnf_int width
+        cdef nnf_int es = 8 if self.is_f64 else 4
+        cdef const char *src = <const char *>x + start * rs_x * es
+        cdef char *dst
+        for i in range(self.n_layers):
+            width = self.dims[i + 1]
+            dst = <char *>outputs[i] + start * width * es
+            if self.is_f64:
+                status = nnf_dense_forward_f64(
+                    rows, self.dims[i], width, <const double *>src, rs_x, cs_x,
+                    <const double *>self.kernel_data[i], _row_stride(self.dims[i], width),
+                    _col_stride(width), <const double *>self.bias_data[i],
+                    _col_stride(width), self.codes[i], <double *>dst,
+                    _row_stride(rows, width), _col_stride(width), NULL, 0, 0, n_threads)
+            else:
+                status = nnf_dense_forward_f32(
+                    rows, self.dims[i], width, <const float *>src, rs_x, cs_x,
+                    <const float *>self.kernel_data[i], _row_stride(self.dims[i], width),
+                    _col_stride(width), <const float *>self.bias_data[i],
+                    _col_stride(width), self.codes[i], <float *>dst,
+                    _row_stride(rows, width), _col_stride(width), NULL, 0, 0, n_threads)
+            if status != NNF_OK:
+                break
+            src = dst
+            rs_x = _row_stride(rows, width)
+            cs_x = _col_stride(width)
+        return status
 
     def backward(self, cnp.ndarray x, list buffers, cnp.ndarray out, cnp.ndarray dout,
                  list dx_buffers, int n_threads):

@@ -367,3 +367,32 @@ def test_dense_chain_matches_reference(blobs, dtype):
     np.testing.assert_allclose(compiled["one"], reference[:1], rtol=rtol, atol=rtol)
     np.testing.assert_allclose(compiled["batch"], reference, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(compiled["predict"], reference, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("rows", [256, 257, 1031])
+def test_dense_chain_rows_split_across_threads(rows):
+    # From 256 rows the chain gives each thread its own block of rows; the
+    # result must not depend on the thread count and must match the reference.
+    rng = np.random.default_rng(rows)
+    x = rng.normal(size=(rows, 30)).astype("float32")
+    nnfast.utils.set_random_seed(1)
+    model = nnfast.Sequential([
+        nnfast.Input(shape=(30,)),
+        layers.Dense(40, activation="relu"),
+        layers.Dense(5, activation="softmax"),
+    ])
+    outputs = {}
+    previous = nnfast.get_num_threads()
+    try:
+        for threads in (1, 2):
+            nnfast.set_num_threads(threads)
+            outputs[threads] = model.predict_on_batch(x)
+    finally:
+        nnfast.set_num_threads(previous)
+    np.testing.assert_array_equal(outputs[1], outputs[2])
+    nnfast.set_backend("reference")
+    try:
+        reference = model.predict(x, verbose=0)
+    finally:
+        nnfast.set_backend("compiled")
+    np.testing.assert_allclose(outputs[2], reference, rtol=1e-5, atol=1e-6)

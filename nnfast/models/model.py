@@ -884,7 +884,8 @@ class Model:
             workspace.chain_buffers = buffers
         if out is None:
             out = buffers[-1]
-        chain.forward(flat, buffers[:-1], out.reshape(n, -1), _threads.resolve(None))
+        chain.forward(flat, buffers[:-1], out.reshape(n, -1), _threads.resolve(None),
+                      split_rows=True)
         return out
 
     def _prepare_inputs(self, x, where):
