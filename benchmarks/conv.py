@@ -6,7 +6,7 @@ Usage::
 
 The model is the one of examples/fashion_mnist_cnn.py: Conv2D(32, 3, relu),
 MaxPooling2D, Conv2D(64, 3, relu), MaxPooling2D, Flatten, Dropout(0.5),
-Dense(10), trained with Adam (learning rate 1e-3, epsilon 1e-7) on the
+Dense(10), with the convolutions' padding taken from the example, trained with Adam (learning rate 1e-3, epsilon 1e-7) on the
 sparse categorical cross-entropy of the logits. PyTorch runs the same
 network as torch.nn modules on NCHW tensors, with the same weights (the
 outputs are compared before timing) and ``torch.set_num_threads`` equal to
@@ -80,26 +80,32 @@ def nnfast_model():
     return model
 
 
-def torch_model(weights):
+def torch_model(nnfast_model):
     """Return the PyTorch twin of the nnfast model, holding the same weights."""
     import torch
 
-    kernel_1, bias_1, kernel_2, bias_2, dense_kernel, dense_bias = weights
+    kernel_1, bias_1, kernel_2, bias_2, dense_kernel, dense_bias = nnfast_model.get_weights()
+    # "same" keeps the size of a 3 x 3 convolution's input with one pixel of
+    # zeros on each side, as padding=1 does in PyTorch.
+    padding = 1 if nnfast_model.layers[0].padding == "same" else 0
+    features = dense_kernel.shape[0]
+    side = int(round((features // 64) ** 0.5))
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 32, 3),
+        torch.nn.Conv2d(1, 32, 3, padding=padding),
         torch.nn.ReLU(),
         torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 3),
+        torch.nn.Conv2d(32, 64, 3, padding=padding),
         torch.nn.ReLU(),
         torch.nn.MaxPool2d(2),
         torch.nn.Flatten(),
         torch.nn.Dropout(0.5),
-        torch.nn.Linear(1600, 10),
+        torch.nn.Linear(features, 10),
     )
     # Conv kernels go from (h, w, in, out) to (out, in, h, w). Flatten reads
     # (h, w, c) in nnfast and (c, h, w) in PyTorch, so the Dense kernel's
     # rows are reordered to match.
-    dense = dense_kernel.reshape(5, 5, 64, 10).transpose(2, 0, 1, 3).reshape(1600, 10)
+    dense = (dense_kernel.reshape(side, side, 64, 10).transpose(2, 0, 1, 3)
+             .reshape(features, 10))
     with torch.no_grad():
         model[0].weight.copy_(torch.from_numpy(kernel_1.transpose(3, 2, 0, 1).copy()))
         model[0].bias.copy_(torch.from_numpy(bias_1))
@@ -228,7 +234,7 @@ def main():
 
     model = nnfast_model()
     model.build((None, 28, 28, 1))
-    net = torch_model(model.get_weights())
+    net = torch_model(model)
     print(f"largest |logit difference| with equal weights: "
           f"{check_outputs(model, net, images):.2e}\n")
 

@@ -3,6 +3,9 @@
 Conv2D(32, 3, relu) -> MaxPooling2D -> Conv2D(64, 3, relu) -> MaxPooling2D
 -> Flatten -> Dropout(0.5) -> Dense(10), Adam, sparse categorical
 cross-entropy from logits, 10 epochs at batch size 64, with a fixed seed.
+The convolutions use padding="same", so the second one still sees 14 x 14
+maps and the dense layer 7 x 7 x 64 features; with Keras's default
+padding="valid" (5 x 5 x 64 features) this recipe stops near 0.90.
 Prints the progress of each epoch, then the test accuracy and the time.
 
 Usage:
@@ -21,9 +24,9 @@ def build_model():
     """Return the uncompiled network for (28, 28, 1) images and 10 classes."""
     return nnfast.Sequential([
         nnfast.Input(shape=(28, 28, 1)),
-        layers.Conv2D(32, 3, activation="relu"),
+        layers.Conv2D(32, 3, activation="relu", padding="same"),
         layers.MaxPooling2D(),
-        layers.Conv2D(64, 3, activation="relu"),
+        layers.Conv2D(64, 3, activation="relu", padding="same"),
         layers.MaxPooling2D(),
         layers.Flatten(),
         layers.Dropout(0.5),
