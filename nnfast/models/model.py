@@ -773,10 +773,15 @@ class Model:
         if self._layout_key is None:
             return None
         from nnfast._mlp import DenseChain
-        return DenseChain([layer.kernel for layer in dense],
-                          [layer.bias for layer in dense], activations,
-                          [layer._kernel.grad for layer in dense],
-                          [layer._bias.grad if layer.use_bias else None for layer in dense])
+        try:
+            return DenseChain([layer.kernel for layer in dense],
+                              [layer.bias for layer in dense], activations,
+                              [layer._kernel.grad for layer in dense],
+                              [layer._bias.grad if layer.use_bias else None
+                               for layer in dense])
+        except (TypeError, ValueError):
+            # Weights of mixed dtypes or layouts: the general path handles them.
+            return None
 
     def _dense_train_pass(self, chain, xb, yb, workspace):
         """Run the forward pass, the loss and the backward pass through ``chain``.
