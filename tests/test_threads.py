@@ -279,13 +279,22 @@ def test_real_interrupt_during_fit(data):
     x = np.repeat(x, 40, axis=0)
     y = np.repeat(y, 40, axis=0)
     model = make_model(width=256)
-    timer = threading.Timer(0.5, _thread.interrupt_main)
-    timer.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            model.fit(x, y, epochs=50, batch_size=32, verbose=0)
-    finally:
-        timer.cancel()
+    # The signal arrives from another thread while fit is in its second
+    # epoch, at whatever point of a step the main thread has reached. A
+    # timer alone could fire after a fast machine has finished training.
+    started = threading.Event()
+    trigger = nnfast.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: started.set() if epoch == 1 else None)
+
+    def interrupt_when_started():
+        if started.wait(timeout=60):
+            _thread.interrupt_main()
+
+    sender = threading.Thread(target=interrupt_when_started, daemon=True)
+    sender.start()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=10_000, batch_size=32, verbose=0, callbacks=[trigger])
+    sender.join(timeout=60)
     history = model.history.history
     assert len(set(len(values) for values in history.values())) <= 1
     for weight in model.get_weights():
