@@ -373,6 +373,23 @@ static void pack_b_share(const gemm_plan *g, nnf_int jc, nnf_int nc, nnf_int pc,
     kern->pack(j1 - j0, kc, src, g->cs_b, g->rs_b, kern->nr, g->b_packed + j0 * kc * es);
 }
 
+/*
+ * Barrier of the GEMM's own team. A product run on one thread skips it: that
+ * thread may be one of an outer team (a caller's parallel region, such as
+ * DenseChain's row blocks), and an orphaned barrier would bind to that outer
+ * team and wait for threads that run other work.
+ */
+#ifdef _OPENMP
+#define NNF_TEAM_BARRIER(nt)                                                                 \
+    do {                                                                                   \
+        if ((nt) > 1) {                                                                    \
+            _Pragma("omp barrier")                                                         \
+        }                                                                                  \
+    } while (0)
+#else
+#define NNF_TEAM_BARRIER(nt) ((void)(nt))
+#endif
+
 /* The loop nest run by thread tid of a team of nt (nt may be 1). */
 static void gemm_thread(const gemm_plan *g, int tid, int nt)
 {
@@ -403,7 +420,7 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
 
             /* Pack B together, then wait until the whole panel is ready. */
             pack_b_share(g, jc, nc, pc, kc, tid, nt);
-#pragma omp barrier
+            NNF_TEAM_BARRIER(nt);
 
             if (g->split_m) {
                 /* Each thread packs and multiplies its own rows. */
@@ -422,15 +439,15 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
                 for (nnf_int ic = 0; ic < m; ic += g->mc) {
                     nnf_int mc = min_int(g->mc, m - ic);
                     pack_a_share(g, ic, mc, pc, kc, a_packed, tid, nt);
-#pragma omp barrier
+                    NNF_TEAM_BARRIER(nt);
                     macro_kernel(g, ic, mc, jc, nc, jr_begin, jr_end, pc, kc, a_packed, beta,
                                  last_k_block);
-#pragma omp barrier
+                    NNF_TEAM_BARRIER(nt);
                 }
             }
 
             /* No thread may repack B while another one still reads it. */
-#pragma omp barrier
+            NNF_TEAM_BARRIER(nt);
             pc += kc;
         } while (pc < k);
     }

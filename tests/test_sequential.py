@@ -1,5 +1,9 @@
 """Sequential models: building, training, evaluation and prediction."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -396,3 +400,46 @@ def test_dense_chain_rows_split_across_threads(rows):
     finally:
         nnfast.set_backend("compiled")
     np.testing.assert_allclose(outputs[2], reference, rtol=1e-5, atol=1e-6)
+
+
+SPLIT_ROWS_SCRIPT = """
+import numpy as np
+import nnfast
+from nnfast import layers
+
+nnfast.set_num_threads(2)
+for dtype in ("float32", "float64"):
+    for n_in, units in ((97, 300), (129, 10)):
+        model = nnfast.Sequential([nnfast.Input(shape=(n_in,), dtype=dtype),
+                                   layers.Dense(units, dtype=dtype)])
+        for rows in (256, 257, 259, 513):
+            model.predict_on_batch(np.zeros((rows, n_in), dtype=dtype))
+print("done")
+"""
+
+
+def test_row_blocks_of_unequal_size_finish():
+    # With 257 rows the two threads' blocks have 129 and 128 rows, whose
+    # products are planned differently; neither may wait for the other.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [root, os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-c", SPLIT_ROWS_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "done"
+
+
+def test_predict_follows_a_changed_activation(blobs):
+    x, _ = blobs
+    x = x.astype("float32")
+    model = make_mlp()
+    model.predict(x, verbose=0)
+    model.layers[0].activation = "tanh"
+    compiled = model.predict(x, verbose=0)
+    nnfast.set_backend("reference")
+    try:
+        reference = model.predict(x, verbose=0)
+    finally:
+        nnfast.set_backend("compiled")
+    np.testing.assert_allclose(compiled, reference, rtol=1e-5, atol=1e-6)

@@ -4,6 +4,7 @@ import _thread
 import gc
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -290,10 +291,17 @@ def test_real_interrupt_during_fit(data):
         if started.wait(timeout=60):
             _thread.interrupt_main()
 
+    # A shell starts background jobs with SIGINT ignored, and then
+    # interrupt_main does nothing; Python's own handler makes the test
+    # independent of how it was started.
+    previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     sender = threading.Thread(target=interrupt_when_started, daemon=True)
     sender.start()
-    with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, epochs=10_000, batch_size=32, verbose=0, callbacks=[trigger])
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(x, y, epochs=10_000, batch_size=32, verbose=0, callbacks=[trigger])
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
     sender.join(timeout=60)
     history = model.history.history
     assert len(set(len(values) for values in history.values())) <= 1

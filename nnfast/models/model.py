@@ -836,13 +836,16 @@ class Model:
         """
         if backend.get_backend() != "compiled":
             return None
-        # The layout key changes whenever the weights move; an activation set
-        # on a layer after the chain was made is not noticed.
-        key = self._layout_key
-        if key is None:
+        # The layout key changes whenever the weights move. Activations may be
+        # set on a layer at any time, so they are part of the key too.
+        if self._layout_key is None:
             return None
-        if key is self._chain_key:
+        activations = tuple([getattr(layer, "activation", None) for layer in self._layers])
+        chain_key = self._chain_key
+        if (chain_key is not None and chain_key[0] is self._layout_key
+                and chain_key[1] == activations):
             return self._chain
+        key = (self._layout_key, activations)
         from nnfast._reference import ACTIVATIONS as DENSE_FUSED_ACTIVATIONS
         from nnfast.layers.core import Dense, Dropout, Flatten
         # The chain runs only the activations that the dense kernels fuse.
