@@ -374,9 +374,9 @@ static void pack_b_share(const gemm_plan *g, nnf_int jc, nnf_int nc, nnf_int pc,
 }
 
 /*
- * Barrier of the GEMM's own team. A product run on one thread skips it: that
- * thread may be one of an outer team (a caller's parallel region, such as
- * DenseChain's row blocks), and an orphaned barrier would bind to that outer
+ * Barrier of the GEMM's own team. A product run on one thread skips it,
+ * because that thread may belong to a caller's parallel region (such as
+ * DenseChain's row blocks). An orphaned barrier would bind to that outer
  * team and wait for threads that run other work.
  */
 #ifdef _OPENMP

@@ -93,7 +93,7 @@ def test_gemm_matches_reference(shape, trans_a, trans_b, dtype):
 
 
 # Products with at most 2 rows of C and contiguous B rows take the
-# row-by-row loop; these widths cover its 64- and 8-column blocks and tails.
+# row-by-row loop. These widths cover its 64- and 8-column blocks and tails.
 FEW_ROWS_WIDTHS = [1, 3, 8, 10, 31, 64, 65, 100, 130]
 
 

@@ -375,7 +375,7 @@ def test_dense_chain_matches_reference(blobs, dtype):
 
 @pytest.mark.parametrize("rows", [256, 257, 1031])
 def test_dense_chain_rows_split_across_threads(rows):
-    # From 256 rows the chain gives each thread its own block of rows; the
+    # From 256 rows the chain gives each thread its own block of rows. The
     # result must not depend on the thread count and must match the reference.
     rng = np.random.default_rng(rows)
     x = rng.normal(size=(rows, 30)).astype("float32")
