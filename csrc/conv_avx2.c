@@ -20,8 +20,6 @@
 
 #include <immintrin.h>
 
-#define NNF_TARGET_AVX2 __attribute__((target("avx2,fma")))
-
 /* Output pixels per block of dZ in the kernel gradient: 32 rows of up to 64
  * floats is 8 KiB, which stays in L1 while every tap reads it. */
 #define NNF_CONV_AVX2_GRAD_BLOCK 32

@@ -54,6 +54,9 @@ extern "C" {
 /* The SIMD micro-kernels are compiled with GCC/Clang target attributes. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define NNF_X86_KERNELS 1
+/* Compiles one function for AVX2 and FMA; call it only where
+ * nnf_simd_level() reports NNF_SIMD_AVX2. */
+#define NNF_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
 /* Round x down to a multiple of r (r > 0). */
@@ -123,10 +126,10 @@ typedef struct {
 /*
  * Products with at most this many rows of C whose B rows are contiguous go
  * to the row-by-row loop in gemv.c instead of the blocked GEMM. Measured on
- * one core of the project's Zen 4 VM with the MLP's float32 layers (best of
- * 7 x 3000 calls): for 784 x 128 the loop took 5.0, 9.4 and 14.1 us for 1, 2
- * and 3 rows against the blocked GEMM's 9.4, 9.9 and 9.9 us; for 128 x 10,
- * 0.52 and 0.74 us for 1 and 2 rows against 0.97 and 1.01 us.
+ * one core of the project's Zen 4 VM with the MLP's float32 layers, best of
+ * 7 x 3000 calls. For 784 x 128 the loop took 5.0, 9.4 and 14.1 us for 1, 2
+ * and 3 rows, against the blocked GEMM's 9.4, 9.9 and 9.9 us. For 128 x 10
+ * it took 0.52 and 0.74 us for 1 and 2 rows, against 0.97 and 1.01 us.
  */
 #ifndef NNF_GEMV_MAX_ROWS
 #define NNF_GEMV_MAX_ROWS 2

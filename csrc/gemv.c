@@ -17,7 +17,6 @@
 
 #ifdef NNF_X86_KERNELS
 #include <immintrin.h>
-#define NNF_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
 /* Columns of one accumulator block of the portable loop. */

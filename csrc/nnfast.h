@@ -57,7 +57,7 @@ int nnf_parallel_threads(int n_threads, double work, double min_work);
 
 /* Adam in place over n elements (see optim.c). v_hat is NULL for plain Adam,
  * else AMSGrad's running maximum; decay is AdamW's lr * weight_decay, 0 for
- * Adam. alpha already holds the bias corrections. */
+ * Adam. alpha already includes the bias corrections. */
 int nnf_adam_f32(float *p, const float *g, float *m, float *v, float *v_hat, nnf_int n,
                  double alpha, double beta_1, double beta_2, double epsilon, double decay,
                  int n_threads);

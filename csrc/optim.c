@@ -30,7 +30,6 @@
 
 #ifdef NNF_X86_KERNELS
 #include <immintrin.h>
-#define NNF_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
 #define NNF_ADAM_AMSGRAD 1

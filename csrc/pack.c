@@ -127,8 +127,6 @@ NNF_DEFINE_PACK(double, f64)
 
 #include <immintrin.h>
 
-#define NNF_TARGET_AVX2 __attribute__((target("avx2,fma")))
-
 /*
  * AVX2 packing of full panels whose rows are contiguous along k (inc_k == 1,
  * a row-major A or a transposed B): a register transpose turns 4 (float64)

@@ -21,8 +21,6 @@
 
 #include <immintrin.h>
 
-#define NNF_TARGET_AVX2 __attribute__((target("avx2,fma")))
-
 /* Store alpha * tile + beta * C for an edge tile or a C whose columns are
  * not contiguous, reading C only when beta is nonzero. The loop runs along
  * whichever C axis is contiguous. */

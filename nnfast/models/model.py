@@ -304,8 +304,8 @@ class Model:
         kept until one of those changes. The weights' layout key covers added
         weights and changed ``trainable`` flags.
         """
-        # The chain holds the flat buffers, so while it lives no new buffer
-        # can take their ids.
+        # The chain keeps references to the flat buffers, so while it lives
+        # no new buffer can take their ids.
         key = (self._layout_key, id(self._params), id(self._grads), self.loss,
                self._loss_scale, backend.get_backend(),
                _LEAN_TRAINING,
