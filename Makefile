@@ -13,6 +13,7 @@ $(VENV)/.installed: $(SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools>=77" wheel "Cython>=3" numpy
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	$(PY) -m compileall -q nnfast
 	touch $@
 
 install: $(VENV)/.installed
