@@ -35,6 +35,18 @@
                     out[p * width + r] = x[r * inc_mn + p];                                \
                 }                                                                          \
             }                                                                              \
+        } else if (inc_mn == 1) {                                                          \
+            /* An edge panel of adjacent values: copy them, then zero the rest. */         \
+            for (nnf_int p = 0; p < kc; p++) {                                             \
+                T *o = out + p * width;                                                    \
+                const T *xp = x + p * inc_k;                                               \
+                for (int r = 0; r < width; r++) {                                          \
+                    o[r] = (T)0;                                                           \
+                }                                                                          \
+                for (int r = 0; r < rows; r++) {                                           \
+                    o[r] = xp[r];                                                          \
+                }                                                                          \
+            }                                                                              \
         } else {                                                                           \
             for (nnf_int p = 0; p < kc; p++) {                                             \
                 for (int r = 0; r < width; r++) {                                          \
