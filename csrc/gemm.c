@@ -16,12 +16,14 @@
  * products choose_direct lets the micro-kernel read A, or B with contiguous
  * rows, in place instead of packing them (edge panels are always packed).
  *
- * Threads: one OpenMP team packs each B panel together (split by micro-panel,
- * then a barrier). The team then splits either the rows of C (ic: each thread
- * takes a contiguous range of MR panels and packs its own A blocks) or, when
- * C has fewer row panels than column panels (short, wide products), the
- * columns of the current B panel (jr: the team packs each A block together,
- * then each thread takes a range of NR panels). Each element of C is computed
+ * Threads: one OpenMP team packs each B panel together, each thread a range
+ * of its micro-panels. The team then splits either the rows of C (ic: after
+ * a barrier each thread reads the whole B panel, takes a contiguous range of
+ * MR panels and packs its own A blocks) or, when C has fewer row panels than
+ * column panels (short, wide products), the columns of the B panel (jr: each
+ * thread multiplies the B micro-panels it packed, and the team packs each A
+ * block together into one of two alternating buffers, with one barrier per
+ * A block). Each element of C is computed
  * by one thread with the same k blocking and the same micro-kernel, so the
  * result does not depend on the thread count. Products below
  * NNF_GEMM_PARALLEL_MIN_FLOPS run on the calling thread alone.
@@ -259,7 +261,7 @@ typedef struct {
     nnf_int rs_c, cs_c;
     const void *epilogue;
     char *b_packed;
-    char *a_packed;    /* one A block per thread (split_m) or one shared block */
+    char *a_packed;    /* one A block per thread (split_m), else two shared ones */
     size_t a_bytes;    /* bytes of one A block */
     nnf_int mc, kc, nc; /* block sizes for this product, at most MC, KC, NC */
     int split_m;       /* 1: threads split the rows of C; 0: the columns */
@@ -352,6 +354,22 @@ static void pack_a_share(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int pc,
     kern->pack(r1 - r0, kc, src, g->rs_a, g->cs_a, kern->mr, a_packed + r0 * kc * es);
 }
 
+/*
+ * Return the columns [*j0, *j1) of a B panel of nc columns that belong to
+ * thread tid of nt. The split is made over the NR panels of a full-width
+ * panel (g->nc columns) and clipped to nc, so a thread owns the same packed
+ * micro-panels in every B panel, the last, narrower one included.
+ */
+static void b_panel_share(const gemm_plan *g, nnf_int nc, int tid, int nt, nnf_int *j0,
+                          nnf_int *j1)
+{
+    const nnf_int nr = g->kern->nr;
+    nnf_int q0, q1;
+    split_range((g->nc + nr - 1) / nr, nt, tid, &q0, &q1);
+    *j0 = min_int(q0 * nr, nc);
+    *j1 = min_int(q1 * nr, nc);
+}
+
 /* Pack this thread's share of the NR panels of B for columns [jc, jc + nc)
  * and k block pc (with direct_b, only the last, partial panel). */
 static void pack_b_share(const gemm_plan *g, nnf_int jc, nnf_int nc, nnf_int pc, nnf_int kc,
@@ -359,10 +377,8 @@ static void pack_b_share(const gemm_plan *g, nnf_int jc, nnf_int nc, nnf_int pc,
 {
     const nnf_gemm_kernel *kern = g->kern;
     const ptrdiff_t es = (ptrdiff_t)kern->elem_size;
-    nnf_int q0, q1;
-    split_range((nc + kern->nr - 1) / kern->nr, nt, tid, &q0, &q1);
-    nnf_int j0 = q0 * kern->nr;
-    nnf_int j1 = min_int(q1 * kern->nr, nc);
+    nnf_int j0, j1;
+    b_panel_share(g, nc, tid, nt, &j0, &j1);
     if (g->direct_b && j0 < nc / kern->nr * kern->nr) {
         j0 = nc / kern->nr * kern->nr;
     }
@@ -395,7 +411,7 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
 {
     const nnf_gemm_kernel *kern = g->kern;
     const nnf_int m = g->m, n = g->n, k = g->k;
-    const int mr = kern->mr, nr = kern->nr;
+    const int mr = kern->mr;
 
     /* Rows of C this thread owns when the team splits the ic loop. */
     nnf_int m_begin = 0, m_end = m;
@@ -408,6 +424,11 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
         a_packed += (size_t)tid * g->a_bytes;
     }
 
+    /* Count of A blocks packed so far, which picks their buffer when the
+     * team shares them; every thread counts the same blocks. */
+    nnf_int a_turn = 0;
+    /* k block length of the B panel packed last, or -1 before the first. */
+    nnf_int packed_kc = -1;
     for (nnf_int jc = 0; jc < n; jc += g->nc) {
         nnf_int nc = min_int(g->nc, n - jc);
         nnf_int pc = 0;
@@ -418,36 +439,48 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
             const void *beta = pc == 0 ? g->beta : g->one;
             int last_k_block = pc + kc >= k;
 
-            /* Pack B together, then wait until the whole panel is ready. */
+            /* Each thread packs its share of the B panel's micro-panels. A
+             * thread's share starts kc micro-panel rows into the buffer for
+             * each panel before it, so when kc changes (the last k block),
+             * the shares move: wait until no thread still reads the old ones. */
+            if (!g->split_m && packed_kc >= 0 && kc != packed_kc) {
+                NNF_TEAM_BARRIER(nt);
+            }
+            packed_kc = kc;
             pack_b_share(g, jc, nc, pc, kc, tid, nt);
-            NNF_TEAM_BARRIER(nt);
 
             if (g->split_m) {
-                /* Each thread packs and multiplies its own rows. */
+                /* Every thread reads the whole B panel, so wait until it is
+                 * ready; then each thread packs and multiplies its own rows. */
+                NNF_TEAM_BARRIER(nt);
                 for (nnf_int ic = m_begin; ic < m_end; ic += g->mc) {
                     nnf_int mc = min_int(g->mc, m_end - ic);
                     pack_a_share(g, ic, mc, pc, kc, a_packed, 0, 1);
                     macro_kernel(g, ic, mc, jc, nc, 0, nc, pc, kc, a_packed, beta,
                                  last_k_block);
                 }
+                /* No thread may repack B while another one still reads it. */
+                NNF_TEAM_BARRIER(nt);
             } else {
-                /* The team packs each A block together and splits its columns. */
-                nnf_int q0, q1;
-                split_range((nc + nr - 1) / nr, nt, tid, &q0, &q1);
-                nnf_int jr_begin = q0 * nr;
-                nnf_int jr_end = min_int(q1 * nr, nc);
+                /* The team packs each A block together and splits the B panel's
+                 * columns the way it split their packing, so each thread only
+                 * reads the B micro-panels it packed itself and B needs no
+                 * barrier. A blocks alternate between two buffers: a thread may
+                 * pack the next block while others still read the current one,
+                 * and the barrier after that packing guarantees that everyone
+                 * has finished with the block before the one being replaced. */
+                nnf_int jr_begin, jr_end;
+                b_panel_share(g, nc, tid, nt, &jr_begin, &jr_end);
                 for (nnf_int ic = 0; ic < m; ic += g->mc) {
                     nnf_int mc = min_int(g->mc, m - ic);
-                    pack_a_share(g, ic, mc, pc, kc, a_packed, tid, nt);
+                    char *a_block = a_packed + (nt > 1 ? a_turn & 1 : 0) * g->a_bytes;
+                    a_turn++;
+                    pack_a_share(g, ic, mc, pc, kc, a_block, tid, nt);
                     NNF_TEAM_BARRIER(nt);
-                    macro_kernel(g, ic, mc, jc, nc, jr_begin, jr_end, pc, kc, a_packed, beta,
+                    macro_kernel(g, ic, mc, jc, nc, jr_begin, jr_end, pc, kc, a_block, beta,
                                  last_k_block);
-                    NNF_TEAM_BARRIER(nt);
                 }
             }
-
-            /* No thread may repack B while another one still reads it. */
-            NNF_TEAM_BARRIER(nt);
             pc += kc;
         } while (pc < k);
     }
@@ -599,11 +632,12 @@ static int gemm_run(gemm_plan *g, const nnf_gemm_kernel *kernels, int count, int
     nnf_int rows = g->split_m ? (panels_m + nt - 1) / nt * kern->mr : m;
     g->mc = balanced_block(rows, kern->mc, kern->mr);
 
-    /* Workspace: one B panel, then one A block per thread (or one shared). */
+    /* Workspace: one B panel, then one A block per thread, or two shared
+     * blocks that the team fills in turn. */
     nnf_int kc_max = min_int(g->kc, k);
     size_t b_bytes = round_up_64((size_t)(kc_max * g->nc) * es);
     g->a_bytes = round_up_64((size_t)(kc_max * g->mc) * es);
-    int a_blocks = g->split_m ? nt : 1;
+    int a_blocks = g->split_m ? nt : (nt > 1 ? 2 : 1);
     char *ws = (char *)nnf_workspace(NNF_WORKSPACE_GEMM, b_bytes + (size_t)a_blocks * g->a_bytes);
     if (ws == NULL) {
         return NNF_ENOMEM;
