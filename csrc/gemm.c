@@ -17,13 +17,13 @@
  * rows, in place instead of packing them (edge panels are always packed).
  *
  * Threads: one OpenMP team packs each B panel together, each thread a range
- * of its micro-panels. The team then splits either the rows of C (ic: after
- * a barrier each thread reads the whole B panel, takes a contiguous range of
- * MR panels and packs its own A blocks) or, when C has fewer row panels than
- * column panels (short, wide products), the columns of the B panel (jr: each
- * thread multiplies the B micro-panels it packed, and the team packs each A
- * block together into one of two alternating buffers, with one barrier per
- * A block). Each element of C is computed
+ * of its micro-panels. The team then splits the rows of C (ic) or, when C
+ * has fewer row panels than column panels (short, wide products), the
+ * columns of the B panel (jr). Splitting rows, each thread waits at a
+ * barrier for the whole B panel, takes a contiguous range of MR panels and
+ * packs its own A blocks. Splitting columns, each thread multiplies the B
+ * micro-panels it packed itself, and the team packs each A block together
+ * into one of two alternating buffers, with one barrier per A block. Each element of C is computed
  * by one thread with the same k blocking and the same micro-kernel, so the
  * result does not depend on the thread count. Products below
  * NNF_GEMM_PARALLEL_MIN_FLOPS run on the calling thread alone.
