@@ -23,10 +23,10 @@
  * barrier for the whole B panel, takes a contiguous range of MR panels and
  * packs its own A blocks. Splitting columns, each thread multiplies the B
  * micro-panels it packed itself, and the team packs each A block together
- * into one of two alternating buffers, with one barrier per A block. Each element of C is computed
- * by one thread with the same k blocking and the same micro-kernel, so the
- * result does not depend on the thread count. Products below
- * NNF_GEMM_PARALLEL_MIN_FLOPS run on the calling thread alone.
+ * into one of two alternating buffers, with one barrier per A block.
+ * Each element of C is computed by one thread with the same k blocking and
+ * the same micro-kernel, so the result does not depend on the thread count.
+ * Products below NNF_GEMM_PARALLEL_MIN_FLOPS run on the calling thread alone.
  *
  * Buffers: the packed B panel and the A blocks of all threads come from one
  * 64-byte aligned workspace owned by the calling thread (nnf_workspace). It
