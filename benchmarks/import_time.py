@@ -10,12 +10,12 @@ modules alternate, one process each, after one untimed warm-up import per
 module that brings their files into the page cache. ``import numpy`` is
 timed too, because nnfast imports it and so does PyTorch.
 
-pip writes the bytecode of every module it installs, so an installed
-PyTorch imports from ``.pyc`` files. A source checkout of nnfast has none
-when ``PYTHONDONTWRITEBYTECODE`` is set, and then every import compiles about
-50 modules again (about 55 ms here). The script therefore writes nnfast's
-bytecode with :mod:`compileall` before timing, so that both packages are
-timed in the state pip leaves them in.
+pip compiles every module it installs, so an installed PyTorch imports
+from ``.pyc`` files. A source checkout of nnfast has none when
+``PYTHONDONTWRITEBYTECODE`` is set, and then every import compiles about 50
+modules again (about 55 ms on the project's VM). So the script compiles
+nnfast's modules with :mod:`compileall` before timing, and both packages are
+timed as pip installs them.
 """
 
 import sys
@@ -52,7 +52,10 @@ def write_bytecode(package):
     spec = importlib.util.find_spec(package)
     directory = os.path.dirname(spec.origin)
     if not compileall.compile_dir(directory, quiet=1):
-        raise RuntimeError(f"could not compile the modules in {directory}")
+        raise RuntimeError(
+            f"failed to write bytecode for the modules in {directory}; "
+            "make the directory writable and run the benchmark again"
+        )
     print(f"{package}: bytecode written under {directory}")
 
 

@@ -356,9 +356,8 @@ static void pack_a_share(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int pc,
 
 /*
  * Return the columns [*j0, *j1) of a B panel of nc columns that belong to
- * thread tid of nt. The split is made over the NR panels of a full-width
- * panel (g->nc columns) and clipped to nc, so a thread owns the same packed
- * micro-panels in every B panel, the last, narrower one included.
+ * thread tid of nt. The split covers a full-width panel (g->nc columns) and
+ * is clipped to nc, so a thread owns the same micro-panels in every panel.
  */
 static void b_panel_share(const gemm_plan *g, nnf_int nc, int tid, int nt, nnf_int *j0,
                           nnf_int *j1)
@@ -424,8 +423,8 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
         a_packed += (size_t)tid * g->a_bytes;
     }
 
-    /* Count of A blocks packed so far, which picks their buffer when the
-     * team shares them; every thread counts the same blocks. */
+    /* Number of A blocks packed so far. Every thread counts the same blocks,
+     * so its parity picks the same buffer for a shared block in all threads. */
     nnf_int a_turn = 0;
     /* k block length of the B panel packed last, or -1 before the first. */
     nnf_int packed_kc = -1;
@@ -439,10 +438,9 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
             const void *beta = pc == 0 ? g->beta : g->one;
             int last_k_block = pc + kc >= k;
 
-            /* Each thread packs its share of the B panel's micro-panels. A
-             * thread's share starts kc micro-panel rows into the buffer for
-             * each panel before it, so when kc changes (the last k block),
-             * the shares move: wait until no thread still reads the old ones. */
+            /* Each thread packs its own share of the B panel. A share's offset
+             * in the buffer grows with kc, so when kc changes at the last k
+             * block, wait first until no thread still reads the old shares. */
             if (!g->split_m && packed_kc >= 0 && kc != packed_kc) {
                 NNF_TEAM_BARRIER(nt);
             }
@@ -451,7 +449,7 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
 
             if (g->split_m) {
                 /* Every thread reads the whole B panel, so wait until it is
-                 * ready; then each thread packs and multiplies its own rows. */
+                 * ready. Then each thread packs and multiplies its own rows. */
                 NNF_TEAM_BARRIER(nt);
                 for (nnf_int ic = m_begin; ic < m_end; ic += g->mc) {
                     nnf_int mc = min_int(g->mc, m_end - ic);
@@ -462,13 +460,11 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
                 /* No thread may repack B while another one still reads it. */
                 NNF_TEAM_BARRIER(nt);
             } else {
-                /* The team packs each A block together and splits the B panel's
-                 * columns the way it split their packing, so each thread only
-                 * reads the B micro-panels it packed itself and B needs no
-                 * barrier. A blocks alternate between two buffers: a thread may
-                 * pack the next block while others still read the current one,
-                 * and the barrier after that packing guarantees that everyone
-                 * has finished with the block before the one being replaced. */
+                /* Each thread multiplies only the B micro-panels it packed, so
+                 * B needs no barrier. The team packs each A block together into
+                 * one of two buffers in turn. Passing the barrier after packing
+                 * block t + 1 means that every thread has finished block t,
+                 * whose buffer block t + 2 then reuses. */
                 nnf_int jr_begin, jr_end;
                 b_panel_share(g, nc, tid, nt, &jr_begin, &jr_end);
                 for (nnf_int ic = 0; ic < m; ic += g->mc) {

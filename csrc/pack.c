@@ -36,15 +36,15 @@
                 }                                                                          \
             }                                                                              \
         } else if (inc_mn == 1) {                                                          \
-            /* An edge panel of adjacent values: copy them, then zero the rest. */         \
+            /* An edge panel of adjacent values: zero each k step, then copy. */           \
             for (nnf_int p = 0; p < kc; p++) {                                             \
-                T *o = out + p * width;                                                    \
-                const T *xp = x + p * inc_k;                                               \
+                T *dst = out + p * width;                                                  \
+                const T *src = x + p * inc_k;                                              \
                 for (int r = 0; r < width; r++) {                                          \
-                    o[r] = (T)0;                                                           \
+                    dst[r] = (T)0;                                                         \
                 }                                                                          \
                 for (int r = 0; r < rows; r++) {                                           \
-                    o[r] = xp[r];                                                          \
+                    dst[r] = src[r];                                                       \
                 }                                                                          \
             }                                                                              \
         } else {                                                                           \

@@ -255,10 +255,9 @@ def test_gemm_zero_size(shape, dtype):
     ids=["tall", "short-wide", "square", "short-wide-k-blocks", "short-wide-n-blocks"],
 )
 def test_gemm_same_result_for_any_thread_count(shape, dtype):
-    # The short, wide shapes split the columns between threads over several k
-    # blocks (the last one shorter) and several column blocks, where a thread
-    # that runs ahead repacks its part of B while the others still compute.
-    # A race there shows up only in some runs, so each product runs 5 times.
+    # Short, wide shapes split the columns between threads over several k
+    # blocks (the last one shorter) and several column blocks. A race between
+    # threads shows up only in some runs, so each product runs 5 times.
     m, n, k = shape
     rng = rng_for("threads", shape, dtype.__name__)
     a, b, c0 = make_operands(m, n, k, False, False, dtype, rng)
