@@ -16,19 +16,22 @@
  * products choose_direct lets the micro-kernel read A, or B with contiguous
  * rows, in place instead of packing them (edge panels are always packed).
  *
- * Threads: one OpenMP team packs each B panel together, each thread a range
- * of its micro-panels. The team then splits the rows of C (ic) or, when C
- * has fewer row panels than column panels (short, wide products), the
- * columns of the B panel (jr). Splitting rows, each thread waits at a
- * barrier for the whole B panel, takes a contiguous range of MR panels and
- * packs its own A blocks. Splitting columns, each thread multiplies the B
- * micro-panels it packed itself, and the team packs each A block together
- * into one of two alternating buffers, with one barrier per A block.
+ * Threads: an OpenMP team splits the rows of C (ic) or, when C has fewer
+ * row panels than column panels (short, wide products), the columns of each
+ * B panel (jr). Each thread packs everything it reads into buffers of its
+ * own: splitting rows, its A blocks and the whole B panel; splitting
+ * columns, its B micro-panels and the whole A blocks. The shared operand is
+ * thus packed once per thread, but the threads never wait for each other
+ * and never read packed data from another core's cache. On the project's
+ * 2-vCPU VM a team that shared packed panels ran for minutes at a time at
+ * 0.45 to 0.7 of its usual speed (float32 256 x 128 x 784: 84 to 136
+ * against 180 to 190 GFLOP/s), while two independent one-thread products
+ * kept full speed side by side; private packing removed those slow spells.
  * Each element of C is computed by one thread with the same k blocking and
  * the same micro-kernel, so the result does not depend on the thread count.
  * Products below NNF_GEMM_PARALLEL_MIN_FLOPS run on the calling thread alone.
  *
- * Buffers: the packed B panel and the A blocks of all threads come from one
+ * Buffers: the packed B panels and A blocks of all threads come from one
  * 64-byte aligned workspace owned by the calling thread (nnf_workspace). It
  * grows to the largest size a thread has needed and is reused by later calls
  * from that thread, so steady-state calls do not allocate. Python threads
@@ -260,8 +263,9 @@ typedef struct {
     char *c;
     nnf_int rs_c, cs_c;
     const void *epilogue;
-    char *b_packed;
-    char *a_packed;    /* one A block per thread (split_m), else two shared ones */
+    char *b_packed;    /* one B panel per thread */
+    char *a_packed;    /* one A block per thread */
+    size_t b_bytes;    /* bytes of one B panel */
     size_t a_bytes;    /* bytes of one A block */
     nnf_int mc, kc, nc; /* block sizes for this product, at most MC, KC, NC */
     int split_m;       /* 1: threads split the rows of C; 0: the columns */
@@ -290,7 +294,8 @@ static nnf_int min_int(nnf_int x, nnf_int y)
  * columns starting at column jc), for k block pc. */
 static void macro_kernel(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int jc, nnf_int nc,
                          nnf_int jr_begin, nnf_int jr_end, nnf_int pc, nnf_int kc,
-                         const char *a_packed, const void *beta, int last_k_block)
+                         const char *a_packed, const char *b_packed, const void *beta,
+                         int last_k_block)
 {
     const nnf_gemm_kernel *kern = g->kern;
     const ptrdiff_t es = (ptrdiff_t)kern->elem_size;
@@ -300,7 +305,7 @@ static void macro_kernel(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int jc,
     for (nnf_int jr = jr_begin; jr < jr_end; jr += nr) {
         nnf_int n_cur = min_int(nr, nc - jr);
         nnf_int j0 = jc + jr;
-        const char *b_panel = g->b_packed + jr * kc * es;
+        const char *b_panel = b_packed + jr * kc * es;
         nnf_int rs_bp = nr;
         if (g->direct_b && n_cur == nr) {
             b_panel = g->b + (pc * g->rs_b + j0) * es;
@@ -332,52 +337,40 @@ static void macro_kernel(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int jc,
     }
 }
 
-/* Pack rows [ic, ic + mc) of A for k block pc, or the share of their MR
- * panels that belongs to thread tid of nt. With direct_a only the last,
+/* Pack rows [ic, ic + mc) of A for k block pc. With direct_a only the last,
  * partial panel is packed, because the micro-kernel reads full ones in place. */
-static void pack_a_share(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int pc, nnf_int kc,
-                         char *a_packed, int tid, int nt)
+static void pack_a_block(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int pc, nnf_int kc,
+                         char *a_packed)
 {
     const nnf_gemm_kernel *kern = g->kern;
     const ptrdiff_t es = (ptrdiff_t)kern->elem_size;
-    nnf_int q0, q1;
-    split_range((mc + kern->mr - 1) / kern->mr, nt, tid, &q0, &q1);
-    nnf_int r0 = q0 * kern->mr;
-    nnf_int r1 = min_int(q1 * kern->mr, mc);
-    if (g->direct_a && r0 < mc / kern->mr * kern->mr) {
-        r0 = mc / kern->mr * kern->mr;
-    }
-    if (r1 <= r0) {
+    nnf_int r0 = g->direct_a ? mc / kern->mr * kern->mr : 0;
+    if (mc <= r0) {
         return;
     }
     const char *src = g->a + ((ic + r0) * g->rs_a + pc * g->cs_a) * es;
-    kern->pack(r1 - r0, kc, src, g->rs_a, g->cs_a, kern->mr, a_packed + r0 * kc * es);
+    kern->pack(mc - r0, kc, src, g->rs_a, g->cs_a, kern->mr, a_packed + r0 * kc * es);
 }
 
-/*
- * Return the columns [*j0, *j1) of a B panel of nc columns that belong to
- * thread tid of nt. The split covers a full-width panel (g->nc columns) and
- * is clipped to nc, so a thread owns the same micro-panels in every panel.
- */
+/* Return the columns [*j0, *j1) of a B panel of nc columns whose NR panels
+ * belong to thread tid of nt. */
 static void b_panel_share(const gemm_plan *g, nnf_int nc, int tid, int nt, nnf_int *j0,
                           nnf_int *j1)
 {
     const nnf_int nr = g->kern->nr;
     nnf_int q0, q1;
-    split_range((g->nc + nr - 1) / nr, nt, tid, &q0, &q1);
-    *j0 = min_int(q0 * nr, nc);
+    split_range((nc + nr - 1) / nr, nt, tid, &q0, &q1);
+    *j0 = q0 * nr;
     *j1 = min_int(q1 * nr, nc);
 }
 
-/* Pack this thread's share of the NR panels of B for columns [jc, jc + nc)
- * and k block pc (with direct_b, only the last, partial panel). */
-static void pack_b_share(const gemm_plan *g, nnf_int jc, nnf_int nc, nnf_int pc, nnf_int kc,
-                         int tid, int nt)
+/* Pack the NR panels [j0, j1) of the B panel for columns [jc, jc + nc) and
+ * k block pc (with direct_b, only the last, partial panel). */
+static void pack_b_panels(const gemm_plan *g, nnf_int jc, nnf_int nc, nnf_int pc, nnf_int kc,
+                          nnf_int j0, nnf_int j1, char *b_packed)
 {
     const nnf_gemm_kernel *kern = g->kern;
     const ptrdiff_t es = (ptrdiff_t)kern->elem_size;
-    nnf_int j0, j1;
-    b_panel_share(g, nc, tid, nt, &j0, &j1);
     if (g->direct_b && j0 < nc / kern->nr * kern->nr) {
         j0 = nc / kern->nr * kern->nr;
     }
@@ -385,51 +378,35 @@ static void pack_b_share(const gemm_plan *g, nnf_int jc, nnf_int nc, nnf_int pc,
         return;
     }
     const char *src = g->b + (pc * g->rs_b + (jc + j0) * g->cs_b) * es;
-    kern->pack(j1 - j0, kc, src, g->cs_b, g->rs_b, kern->nr, g->b_packed + j0 * kc * es);
+    kern->pack(j1 - j0, kc, src, g->cs_b, g->rs_b, kern->nr, b_packed + j0 * kc * es);
 }
-
-/*
- * Barrier of the GEMM's own team. A product run on one thread skips it,
- * because that thread may belong to a caller's parallel region (such as
- * DenseChain's row blocks). An orphaned barrier would bind to that outer
- * team and wait for threads that run other work.
- */
-#ifdef _OPENMP
-#define NNF_TEAM_BARRIER(nt)                                                                 \
-    do {                                                                                   \
-        if ((nt) > 1) {                                                                    \
-            _Pragma("omp barrier")                                                         \
-        }                                                                                  \
-    } while (0)
-#else
-#define NNF_TEAM_BARRIER(nt) ((void)(nt))
-#endif
 
 /* The loop nest run by thread tid of a team of nt (nt may be 1). */
 static void gemm_thread(const gemm_plan *g, int tid, int nt)
 {
-    const nnf_gemm_kernel *kern = g->kern;
     const nnf_int m = g->m, n = g->n, k = g->k;
-    const int mr = kern->mr;
+    const int mr = g->kern->mr;
+    char *a_packed = g->a_packed + (size_t)tid * g->a_bytes;
+    char *b_packed = g->b_packed + (size_t)tid * g->b_bytes;
 
-    /* Rows of C this thread owns when the team splits the ic loop. */
+    /* This thread's rows of C when the team splits them, else all rows. */
     nnf_int m_begin = 0, m_end = m;
-    char *a_packed = g->a_packed;
     if (g->split_m) {
         nnf_int q0, q1;
         split_range((m + mr - 1) / mr, nt, tid, &q0, &q1);
         m_begin = q0 * mr;
         m_end = min_int(q1 * mr, m);
-        a_packed += (size_t)tid * g->a_bytes;
     }
-
-    /* Number of A blocks packed so far. Every thread counts the same blocks,
-     * so its parity picks the same buffer for a shared block in all threads. */
-    nnf_int a_turn = 0;
-    /* k block length of the B panel packed last, or -1 before the first. */
-    nnf_int packed_kc = -1;
     for (nnf_int jc = 0; jc < n; jc += g->nc) {
         nnf_int nc = min_int(g->nc, n - jc);
+        /* This thread's columns of the B panel when the team splits them. */
+        nnf_int j0 = 0, j1 = nc;
+        if (!g->split_m) {
+            b_panel_share(g, nc, tid, nt, &j0, &j1);
+            if (j1 <= j0) {
+                continue;
+            }
+        }
         nnf_int pc = 0;
         /* One pass with kc == 0 when k is 0, so that C still becomes beta * C
          * and the epilogue still runs. */
@@ -437,45 +414,12 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
             nnf_int kc = min_int(g->kc, k - pc);
             const void *beta = pc == 0 ? g->beta : g->one;
             int last_k_block = pc + kc >= k;
-
-            /* Each thread packs its own share of the B panel. A share's offset
-             * in the buffer grows with kc, so when kc changes at the last k
-             * block, wait first until no thread still reads the old shares. */
-            if (!g->split_m && packed_kc >= 0 && kc != packed_kc) {
-                NNF_TEAM_BARRIER(nt);
-            }
-            packed_kc = kc;
-            pack_b_share(g, jc, nc, pc, kc, tid, nt);
-
-            if (g->split_m) {
-                /* Every thread reads the whole B panel, so wait until it is
-                 * ready. Then each thread packs and multiplies its own rows. */
-                NNF_TEAM_BARRIER(nt);
-                for (nnf_int ic = m_begin; ic < m_end; ic += g->mc) {
-                    nnf_int mc = min_int(g->mc, m_end - ic);
-                    pack_a_share(g, ic, mc, pc, kc, a_packed, 0, 1);
-                    macro_kernel(g, ic, mc, jc, nc, 0, nc, pc, kc, a_packed, beta,
-                                 last_k_block);
-                }
-                /* No thread may repack B while another one still reads it. */
-                NNF_TEAM_BARRIER(nt);
-            } else {
-                /* Each thread multiplies only the B micro-panels it packed, so
-                 * B needs no barrier. The team packs each A block together into
-                 * one of two buffers in turn. Passing the barrier after packing
-                 * block t + 1 means that every thread has finished block t,
-                 * whose buffer block t + 2 then reuses. */
-                nnf_int jr_begin, jr_end;
-                b_panel_share(g, nc, tid, nt, &jr_begin, &jr_end);
-                for (nnf_int ic = 0; ic < m; ic += g->mc) {
-                    nnf_int mc = min_int(g->mc, m - ic);
-                    char *a_block = a_packed + (nt > 1 ? a_turn & 1 : 0) * g->a_bytes;
-                    a_turn++;
-                    pack_a_share(g, ic, mc, pc, kc, a_block, tid, nt);
-                    NNF_TEAM_BARRIER(nt);
-                    macro_kernel(g, ic, mc, jc, nc, jr_begin, jr_end, pc, kc, a_block, beta,
-                                 last_k_block);
-                }
+            pack_b_panels(g, jc, nc, pc, kc, j0, j1, b_packed);
+            for (nnf_int ic = m_begin; ic < m_end; ic += g->mc) {
+                nnf_int mc = min_int(g->mc, m_end - ic);
+                pack_a_block(g, ic, mc, pc, kc, a_packed);
+                macro_kernel(g, ic, mc, jc, nc, j0, j1, pc, kc, a_packed, b_packed, beta,
+                             last_k_block);
             }
             pc += kc;
         } while (pc < k);
@@ -628,18 +572,17 @@ static int gemm_run(gemm_plan *g, const nnf_gemm_kernel *kernels, int count, int
     nnf_int rows = g->split_m ? (panels_m + nt - 1) / nt * kern->mr : m;
     g->mc = balanced_block(rows, kern->mc, kern->mr);
 
-    /* Workspace: one B panel, then one A block per thread, or two shared
-     * blocks that the team fills in turn. */
+    /* Workspace: one B panel per thread, then one A block per thread. */
     nnf_int kc_max = min_int(g->kc, k);
-    size_t b_bytes = round_up_64((size_t)(kc_max * g->nc) * es);
+    g->b_bytes = round_up_64((size_t)(kc_max * g->nc) * es);
     g->a_bytes = round_up_64((size_t)(kc_max * g->mc) * es);
-    int a_blocks = g->split_m ? nt : (nt > 1 ? 2 : 1);
-    char *ws = (char *)nnf_workspace(NNF_WORKSPACE_GEMM, b_bytes + (size_t)a_blocks * g->a_bytes);
+    char *ws = (char *)nnf_workspace(NNF_WORKSPACE_GEMM,
+                                     (size_t)nt * (g->b_bytes + g->a_bytes));
     if (ws == NULL) {
         return NNF_ENOMEM;
     }
     g->b_packed = ws;
-    g->a_packed = ws + b_bytes;
+    g->a_packed = ws + (size_t)nt * g->b_bytes;
 
 #ifdef _OPENMP
     if (nt > 1) {
