@@ -9,8 +9,9 @@ Both libraries run the same products on the same arrays, with the output
 preallocated, the same dtype and the same thread count (NumPy's BLAS threads
 are pinned with threadpoolctl). For each product the two sides alternate,
 batch by batch, so that a change in machine load hits both. Each batch repeats
-the product until it takes about --batch-seconds, and the reported rate is
-the median over --repeats batches. On a shared machine, --timer thread (one
+the product until it takes about --batch-seconds, after untimed calls that
+wake the worker threads, and the reported rate is the median over --repeats
+batches. On a shared machine, --timer thread (one
 thread only) measures the calling thread's CPU time, which other processes
 do not inflate. Multi-threaded runs need an otherwise idle machine.
 
@@ -69,11 +70,21 @@ def make_operands(m, n, k, trans_a, trans_b, dtype, rng):
 
 
 def time_batch(call, batch_seconds, clock):
-    """Return the seconds per call, from a batch of about batch_seconds."""
-    call()
-    start = clock()
-    call()
-    once = max(clock() - start, 1e-7)
+    """Return the seconds per call, from a batch of about batch_seconds.
+
+    Untimed calls run first for a tenth of the batch time (at least two), so
+    that worker threads asleep since the last batch are awake again. The
+    batch's call count comes from their mean time. The first call after a
+    pause can take milliseconds while a sleeping virtual CPU is woken, and a
+    count based on that call alone timed a batch of two calls.
+    """
+    warm_up = batch_seconds / 10.0
+    calls = 0
+    start = time.perf_counter()
+    while calls < 2 or time.perf_counter() - start < warm_up:
+        call()
+        calls += 1
+    once = max((time.perf_counter() - start) / calls, 1e-7)
     count = max(1, int(batch_seconds / once))
     start = clock()
     for _ in range(count):
