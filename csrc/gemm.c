@@ -19,14 +19,14 @@
  * Threads: an OpenMP team splits the rows of C (ic) or, when C has fewer
  * row panels than column panels (short, wide products), the columns of each
  * B panel (jr). Each thread packs everything it reads into buffers of its
- * own: splitting rows, its A blocks and the whole B panel; splitting
- * columns, its B micro-panels and the whole A blocks. The shared operand is
- * thus packed once per thread, but the threads never wait for each other
- * and never read packed data from another core's cache. On the project's
- * 2-vCPU VM a team that shared packed panels ran for minutes at a time at
- * 0.45 to 0.7 of its usual speed (float32 256 x 128 x 784: 84 to 136
- * against 180 to 190 GFLOP/s), while two independent one-thread products
- * kept full speed side by side; private packing removed those slow spells.
+ * own. Splitting rows, that is its A blocks and the whole B panel. Splitting
+ * columns, it is its B micro-panels and the whole A blocks. So the operand
+ * both threads read is packed twice, but the team has no barrier before
+ * the end of the parallel region, and no thread reads packed data that
+ * another one wrote. On the project's 2-vCPU VM a team that shared packed
+ * panels ran for minutes at a time at 0.45 to 0.7 of its usual speed. Two
+ * independent one-thread products kept full speed side by side meanwhile
+ * (docs/benchmarks.md, GEMM with two threads).
  * Each element of C is computed by one thread with the same k blocking and
  * the same micro-kernel, so the result does not depend on the thread count.
  * Products below NNF_GEMM_PARALLEL_MIN_FLOPS run on the calling thread alone.
