@@ -59,7 +59,24 @@ def get_num_threads():
 
 
 def resolve(n_threads):
-    """Return the thread count for one kernel call that was passed ``n_threads``."""
-    if n_threads is None or _forked_child:
+    """Return the thread count for one kernel call that was passed ``n_threads``.
+
+    Raises TypeError or ValueError, as ``set_num_threads`` does, unless
+    ``n_threads`` is None or a positive int.
+    """
+    if n_threads is None:
         return get_num_threads()
+    if type(n_threads) is not int:
+        if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+            raise TypeError(
+                f"`n_threads` must be a positive int or None, got {n_threads!r} "
+                f"of type {type(n_threads).__name__}"
+            )
+        n_threads = int(n_threads)
+    if n_threads < 1:
+        raise ValueError(
+            f"`n_threads` must be a positive int or None, got n_threads={n_threads}"
+        )
+    if _forked_child:
+        return 1
     return _runtime.effective_threads(n_threads)

@@ -7,6 +7,7 @@ import pytest
 
 import nnfast
 from nnfast import callbacks, layers, optimizers
+from nnfast._gemm import gemm
 
 
 def small_model(loss="sparse_categorical_crossentropy", out=3, activation=None):
@@ -17,6 +18,11 @@ def small_model(loss="sparse_categorical_crossentropy", out=3, activation=None):
     ])
     model.compile(optimizer="adam", loss=loss)
     return model
+
+
+def small_gemm(n_threads):
+    a = np.ones((3, 4), dtype=np.float32)
+    return gemm(a, a.T, n_threads=n_threads)
 
 
 @pytest.fixture
@@ -40,6 +46,8 @@ def xy():
     (lambda: callbacks.EarlyStopping(patience=-1), "patience"),
     (lambda: callbacks.ReduceLROnPlateau(factor=1.5), "factor"),
     (lambda: nnfast.set_num_threads(0), "n"),
+    (lambda: small_gemm(0), "n_threads"),
+    (lambda: small_gemm(-1), "n_threads"),
     (lambda: nnfast.losses.CategoricalCrossentropy(label_smoothing=2.0),
      "label_smoothing"),
 ])
@@ -54,6 +62,9 @@ def test_out_of_range_values(make, name):
     (lambda: layers.Dropout("half"), "rate"),
     (lambda: optimizers.SGD(learning_rate="fast"), "learning_rate"),
     (lambda: nnfast.set_num_threads(1.0), "n"),
+    (lambda: small_gemm(1.5), "n_threads"),
+    (lambda: small_gemm(True), "n_threads"),
+    (lambda: small_gemm("2"), "n_threads"),
 ])
 def test_wrong_kinds(make, name):
     with pytest.raises(TypeError, match=name):
@@ -66,6 +77,7 @@ def test_wrong_kinds(make, name):
     lambda: optimizers.Adam(learning_rate=0.0),
     lambda: layers.Dropout(0.0),
     lambda: callbacks.ReduceLROnPlateau(patience=0, cooldown=0),
+    lambda: small_gemm(np.int64(2)),
 ])
 def test_keras_edge_values_accepted(make):
     make()
