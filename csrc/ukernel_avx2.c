@@ -12,8 +12,10 @@
  *
  * The functions carry a target attribute instead of a global -mavx2, and
  * gemm.c only calls them when nnf_simd_level() reports AVX2 and FMA.
- * Full tiles with unit column stride are written straight from registers.
- * Edge tiles and other C layouts go through a local tile and a scalar loop.
+ * Full tiles with unit column stride are written straight from registers,
+ * and so are edge tiles with unit column stride when beta is 0, through
+ * narrower stores for their last columns. Other edge tiles and C layouts go
+ * through a local tile and a scalar loop.
  */
 #include "gemm.h"
 
@@ -43,6 +45,47 @@
         }                                                                                  \
     }
 
+/* Store the first r lanes of v at dst, 0 < r < 8, with 128-, 64- and 32-bit
+ * stores. AVX2's masked stores were slower than scalar stores on Zen 4. */
+static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void store_lanes_f32(float *dst,
+                                                                                  __m256 v,
+                                                                                  int r)
+{
+    __m128 part = _mm256_castps256_ps128(v);
+    if (r >= 4) {
+        _mm_storeu_ps(dst, part);
+        dst += 4;
+        r -= 4;
+        part = _mm256_extractf128_ps(v, 1);
+    }
+    if (r >= 2) {
+        _mm_storel_pi((__m64 *)dst, part);
+        dst += 2;
+        r -= 2;
+        part = _mm_movehl_ps(part, part);
+    }
+    if (r > 0) {
+        _mm_store_ss(dst, part);
+    }
+}
+
+/* Store the first r lanes of v at dst, 0 < r < 4. */
+static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void store_lanes_f64(double *dst,
+                                                                                  __m256d v,
+                                                                                  int r)
+{
+    __m128d part = _mm256_castpd256_pd128(v);
+    if (r >= 2) {
+        _mm_storeu_pd(dst, part);
+        dst += 2;
+        r -= 2;
+        part = _mm256_extractf128_pd(v, 1);
+    }
+    if (r > 0) {
+        _mm_store_sd(dst, part);
+    }
+}
+
 /*
  * One kernel body per dtype. The tile height mr and the vectors per tile
  * row nv (NR = nv * VEC) are compile-time constants at each instantiation
@@ -51,7 +94,7 @@
  * VEC is the lanes per ymm register.
  */
 #define NNF_DEFINE_AVX2_BODY(T, SUF, VEC, VTYPE, LOADU, STORE, STOREU, BROADCAST, SET1, ZERO,  \
-                             MUL, FMADD)                                                   \
+                             MUL, FMADD, STORE_LANES)                                      \
     static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void ukr_avx2_body_##SUF( \
         const int mr, const int nv, nnf_int m_cur, nnf_int n_cur, nnf_int kc, const T *ap,  \
         nnf_int rs_a, nnf_int cs_a, const T *bp, nnf_int rs_b, T *c, nnf_int rs_c,         \
@@ -131,6 +174,26 @@
             }                                                                              \
             return;                                                                        \
         }                                                                                  \
+        if (cs_c == 1 && beta == (T)0) {                                                   \
+            /* Edge tile with contiguous rows: store the rows and columns it has. */        \
+            const nnf_int whole = n_cur / VEC;                                             \
+            const int rest = (int)(n_cur % VEC);                                           \
+            _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                           \
+            {                                                                              \
+                if (i < m_cur) {                                                           \
+                    _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                   \
+                    {                                                                      \
+                        T *civ = c + i * rs_c + v * VEC;                                   \
+                        if (v < whole) {                                                   \
+                            STOREU(civ, MUL(valpha, acc[i][v]));                           \
+                        } else if (v == whole && rest > 0) {                               \
+                            STORE_LANES(civ, MUL(valpha, acc[i][v]), rest);                \
+                        }                                                                  \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+            return;                                                                        \
+        }                                                                                  \
                                                                                            \
         T tile[NNF_MR_AVX2_MAX * NNF_NV_AVX2_MAX * VEC] __attribute__((aligned(32)));      \
         _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                               \
@@ -145,10 +208,10 @@
 
 NNF_DEFINE_AVX2_BODY(float, f32, 8, __m256, _mm256_loadu_ps, _mm256_store_ps, _mm256_storeu_ps,
                      _mm256_broadcast_ss, _mm256_set1_ps, _mm256_setzero_ps, _mm256_mul_ps,
-                     _mm256_fmadd_ps)
+                     _mm256_fmadd_ps, store_lanes_f32)
 NNF_DEFINE_AVX2_BODY(double, f64, 4, __m256d, _mm256_loadu_pd, _mm256_store_pd,
                      _mm256_storeu_pd, _mm256_broadcast_sd, _mm256_set1_pd, _mm256_setzero_pd,
-                     _mm256_mul_pd, _mm256_fmadd_pd)
+                     _mm256_mul_pd, _mm256_fmadd_pd, store_lanes_f64)
 
 /* The exported kernels, one per dtype and tile shape MR x (NV vectors). */
 #define NNF_DEFINE_AVX2_UKR(T, SUF, MR, NV)                                                  \
