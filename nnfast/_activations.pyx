@@ -635,9 +635,8 @@ def _threads_for(int code, bint backward, Py_ssize_t size, n_threads):
     else:
         transcendental = code in _TRANSCENDENTAL_FORWARD
     threshold = PARALLEL_MIN_SIZE_TRANSCENDENTAL if transcendental else PARALLEL_MIN_SIZE_MEMORY_BOUND
-    if size < threshold:
-        return 1
-    return resolve(n_threads)
+    threads = resolve(n_threads)
+    return 1 if size < threshold else threads
 
 
 def _check_row_wise_shape(op, array, name, int code):

@@ -155,6 +155,8 @@ def gather_rows(x, indices, out, n_threads=None):
     if out.size == 0:
         return out
     indices = np.ascontiguousarray(indices, dtype=np.int64)
-    threads = 1 if out.size < PARALLEL_MIN_SIZE else resolve(n_threads)
+    threads = resolve(n_threads)
+    if out.size < PARALLEL_MIN_SIZE:
+        threads = 1
     _gather(x, indices, out, threads)
     return out

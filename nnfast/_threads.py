@@ -7,6 +7,10 @@ from nnfast import _runtime
 
 _num_threads = None
 
+# Thread counts go to C as int. A larger request means "as many as allowed",
+# which OpenMP's own limit caps anyway.
+_INT_MAX = 2**31 - 1
+
 # GNU OpenMP's thread pool does not survive fork(): a child that opens a
 # parallel region after the parent used one waits forever for threads that
 # do not exist. A child made by fork therefore runs the kernels on one
@@ -41,7 +45,7 @@ def set_num_threads(n):
         )
     if n < 1:
         raise ValueError(f"set_num_threads: `n` must be a positive int, got n={n}")
-    _num_threads = int(n)
+    _num_threads = min(int(n), _INT_MAX)
 
 
 def get_num_threads():
@@ -79,4 +83,4 @@ def resolve(n_threads):
         )
     if _forked_child:
         return 1
-    return _runtime.effective_threads(n_threads)
+    return _runtime.effective_threads(min(n_threads, _INT_MAX))

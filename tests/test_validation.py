@@ -7,6 +7,7 @@ import pytest
 
 import nnfast
 from nnfast import callbacks, layers, optimizers
+from nnfast import _activations, _gather, _losses
 from nnfast._gemm import gemm
 
 
@@ -23,6 +24,40 @@ def small_model(loss="sparse_categorical_crossentropy", out=3, activation=None):
 def small_gemm(n_threads):
     a = np.ones((3, 4), dtype=np.float32)
     return gemm(a, a.T, n_threads=n_threads)
+
+
+def small_kernel_calls(n_threads):
+    """Return one call of each element-wise kernel on an input too small for threads."""
+    x = np.ones((4, 3), dtype=np.float32)
+    labels = np.array([0, 1, 2, 0])
+    return [
+        lambda: _activations.activation_forward("relu", x, n_threads=n_threads),
+        lambda: _losses.mean_squared_error(x, x, n_threads=n_threads),
+        lambda: _losses.softmax_cross_entropy(x, labels, n_threads=n_threads),
+        lambda: _gather.gather_rows(x, np.array([0, 1]), np.empty((2, 3), np.float32),
+                                    n_threads=n_threads),
+    ]
+
+
+@pytest.mark.parametrize("n_threads, error", [
+    (0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError),
+    ("2", TypeError),
+])
+def test_small_kernels_check_n_threads(n_threads, error):
+    for call in small_kernel_calls(n_threads):
+        with pytest.raises(error, match="n_threads"):
+            call()
+
+
+def test_huge_thread_counts_mean_all_allowed():
+    before = nnfast.get_num_threads()
+    try:
+        nnfast.set_num_threads(2**40)
+        assert nnfast.get_num_threads() >= 1
+        assert small_gemm(2**31).shape == (3, 3)
+        assert small_gemm(np.int64(2**40)).shape == (3, 3)
+    finally:
+        nnfast.set_num_threads(before)
 
 
 @pytest.fixture
