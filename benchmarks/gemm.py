@@ -11,9 +11,8 @@ are pinned with threadpoolctl). For each product the two sides alternate,
 batch by batch, so that a change in machine load hits both. Each batch repeats
 the product until it takes about --batch-seconds, after untimed calls that
 wake the worker threads, and the reported rate is the median over --repeats
-batches. On a shared machine, --timer thread (one
-thread only) measures the calling thread's CPU time, which other processes
-do not inflate. Multi-threaded runs need an otherwise idle machine.
+batches. On a shared machine, --timer thread (one thread only) measures the
+calling thread's CPU time, which other processes do not inflate. Multi-threaded runs need an otherwise idle machine.
 
 Products: square sizes, and the six products of one training step of the
 Fashion-MNIST MLP 784 -> 128 -> 10 at batch sizes 32 and 256: X W, dY W^T
@@ -73,10 +72,9 @@ def time_batch(call, batch_seconds, clock):
     """Return the seconds per call, from a batch of about batch_seconds.
 
     Untimed calls run first for a tenth of the batch time (at least two), so
-    that worker threads asleep since the last batch are awake again. The
-    batch's call count comes from their mean time. The first call after a
-    pause can take milliseconds while a sleeping virtual CPU is woken, and a
-    count based on that call alone timed a batch of two calls.
+    that worker threads asleep since the last batch wake up, and their mean
+    time sets the batch's call count. The first call after a pause can take
+    milliseconds while a sleeping virtual CPU wakes, so it alone is no guide.
     """
     warm_up = batch_seconds / 10.0
     calls = 0

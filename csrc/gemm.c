@@ -16,17 +16,15 @@
  * products choose_direct lets the micro-kernel read A, or B with contiguous
  * rows, in place instead of packing them (edge panels are always packed).
  *
- * Threads: an OpenMP team splits the rows of C (ic) or, when C has fewer
- * row panels than column panels (short, wide products), the columns of each
- * B panel (jr). Each thread packs everything it reads into buffers of its
- * own. Splitting rows, that is its A blocks and the whole B panel. Splitting
- * columns, it is its B micro-panels and the whole A blocks. So the operand
- * both threads read is packed twice, but the team has no barrier before
- * the end of the parallel region, and no thread reads packed data that
- * another one wrote. On the project's 2-vCPU VM a team that shared packed
- * panels ran for minutes at a time at 0.45 to 0.7 of its usual speed. Two
- * independent one-thread products kept full speed side by side meanwhile
- * (docs/benchmarks.md, GEMM with two threads).
+ * Threads: an OpenMP team splits the rows of C (ic), or the columns of each
+ * B panel (jr) when C has fewer row panels than column panels (short, wide
+ * products). Each thread packs all it reads into buffers of its own: on a
+ * row split its A blocks and the whole B panel, on a column split its B
+ * micro-panels and the whole A blocks. The operand that every thread reads
+ * is thus packed once per thread. In exchange no thread waits for another
+ * before the region ends or reads packed data that another one wrote. On
+ * the project's 2-vCPU VM, teams that shared packed panels ran at 0.45 to
+ * 0.7 of their usual speed for minutes at a time (docs/benchmarks.md).
  * Each element of C is computed by one thread with the same k blocking and
  * the same micro-kernel, so the result does not depend on the thread count.
  * Products below NNF_GEMM_PARALLEL_MIN_FLOPS run on the calling thread alone.

@@ -12,10 +12,9 @@
  *
  * The functions carry a target attribute instead of a global -mavx2, and
  * gemm.c only calls them when nnf_simd_level() reports AVX2 and FMA.
- * Full tiles with unit column stride are written straight from registers,
- * and so are edge tiles with unit column stride when beta is 0, through
- * narrower stores for their last columns. Other edge tiles and C layouts go
- * through a local tile and a scalar loop.
+ * Tiles of a C with unit column stride are written straight from registers
+ * when they are full, and also at the edges of C when beta is 0. Other edge
+ * tiles and C layouts go through a local tile and a scalar loop.
  */
 #include "gemm.h"
 
@@ -46,7 +45,7 @@
     }
 
 /* Store the first r lanes of v at dst, 0 < r < 8, with 128-, 64- and 32-bit
- * stores. AVX2's masked stores were slower than scalar stores on Zen 4. */
+ * stores. AVX2's masked stores were no faster than scalar ones on Zen 4. */
 static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void store_lanes_f32(float *dst,
                                                                                   __m256 v,
                                                                                   int r)
@@ -175,7 +174,7 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void store_lanes_f6
             return;                                                                        \
         }                                                                                  \
         if (cs_c == 1 && beta == (T)0) {                                                   \
-            /* Edge tile with contiguous rows: store the rows and columns it has. */        \
+            /* An edge tile: store the rows and columns that lie inside C. */              \
             const nnf_int whole = n_cur / VEC;                                             \
             const int rest = (int)(n_cur % VEC);                                           \
             _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                           \

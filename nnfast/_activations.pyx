@@ -26,7 +26,7 @@ from libc.math cimport exp, log
 import numpy as np
 
 from nnfast._reference import ALL_ACTIVATIONS, OUTPUT_DERIVATIVE, PARAMETER_DEFAULTS
-from nnfast._threads import resolve
+from nnfast._threads import resolve_for_size
 
 cdef extern from "nnfast.h":
     int NNF_ACT_LINEAR
@@ -635,8 +635,7 @@ def _threads_for(int code, bint backward, Py_ssize_t size, n_threads):
     else:
         transcendental = code in _TRANSCENDENTAL_FORWARD
     threshold = PARALLEL_MIN_SIZE_TRANSCENDENTAL if transcendental else PARALLEL_MIN_SIZE_MEMORY_BOUND
-    threads = resolve(n_threads)
-    return 1 if size < threshold else threads
+    return resolve_for_size(n_threads, size, threshold)
 
 
 def _check_row_wise_shape(op, array, name, int code):

@@ -25,7 +25,7 @@ from libc.stdint cimport (
 
 import numpy as np
 
-from nnfast._threads import resolve
+from nnfast._threads import resolve_for_size
 
 ctypedef fused source_t:
     uint8_t
@@ -155,8 +155,6 @@ def gather_rows(x, indices, out, n_threads=None):
     if out.size == 0:
         return out
     indices = np.ascontiguousarray(indices, dtype=np.int64)
-    threads = resolve(n_threads)
-    if out.size < PARALLEL_MIN_SIZE:
-        threads = 1
+    threads = resolve_for_size(n_threads, out.size, PARALLEL_MIN_SIZE)
     _gather(x, indices, out, threads)
     return out

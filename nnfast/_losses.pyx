@@ -31,7 +31,7 @@ from nnfast._activations import (
     finish_output,
     output_buffer,
 )
-from nnfast._threads import resolve
+from nnfast._threads import resolve_for_size
 
 cdef extern from "<math.h>" nogil:
     float expf(float x)
@@ -571,9 +571,7 @@ def softmax_cross_entropy(logits, labels, sample_weight=None, grad_scale=1.0,
     if not has_grad:
         grad = np.empty((0, n_classes), dtype=logits.dtype)
     logits_c = np.ascontiguousarray(logits)
-    threads = resolve(n_threads)
-    if logits.size < PARALLEL_MIN_SIZE_CROSS_ENTROPY:
-        threads = 1
+    threads = resolve_for_size(n_threads, logits.size, PARALLEL_MIN_SIZE_CROSS_ENTROPY)
     if sparse:
         _cross_entropy_sparse(logits_c, labels, weights, float(grad_scale), loss, grad,
                               has_grad, threads)
@@ -636,9 +634,7 @@ def mean_squared_error(pred, target, sample_weight=None, grad_scale=1.0,
     # The factor is rounded to the working dtype once, as NumPy does when it
     # multiplies an array by a Python float.
     grad_factor = 2.0 * float(grad_scale) / n_outputs
-    threads = resolve(n_threads)
-    if pred.size < PARALLEL_MIN_SIZE_SQUARED_ERROR:
-        threads = 1
+    threads = resolve_for_size(n_threads, pred.size, PARALLEL_MIN_SIZE_SQUARED_ERROR)
     _squared_error(np.ascontiguousarray(pred), np.ascontiguousarray(target), weights,
                    grad_factor, loss, grad, has_grad, threads)
     return _finish(loss, loss_out, grad if has_grad else None, grad_out)
@@ -670,9 +666,7 @@ def _run_elementwise(op, int kind, pred, target, sample_weight, grad_scale, loss
     if not has_grad:
         grad = np.empty((0, n_outputs), dtype=pred.dtype)
     grad_factor = float(grad_scale) / n_outputs if mean else float(grad_scale)
-    threads = resolve(n_threads)
-    if pred.size < threshold:
-        threads = 1
+    threads = resolve_for_size(n_threads, pred.size, threshold)
     _elementwise(kind, np.ascontiguousarray(pred), np.ascontiguousarray(target), weights,
                  a, b, mean, grad_factor, loss, grad, has_grad, threads)
     return _finish(loss, loss_out, grad if has_grad else None, grad_out)

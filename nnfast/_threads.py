@@ -7,8 +7,8 @@ from nnfast import _runtime
 
 _num_threads = None
 
-# Thread counts go to C as int. A larger request means "as many as allowed",
-# which OpenMP's own limit caps anyway.
+# The largest count passed to C, whose parameter is an int. Larger requests
+# are cut to it, and OpenMP's own limit caps the count anyway.
 _INT_MAX = 2**31 - 1
 
 # GNU OpenMP's thread pool does not survive fork(): a child that opens a
@@ -27,6 +27,24 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _checked_count(value, name, expected, where=""):
+    """Return the thread count ``value`` as an int for C.
+
+    Raises TypeError or ValueError, naming parameter ``name`` and the
+    ``expected`` values, unless ``value`` is a positive int.
+    """
+    if type(value) is int and 1 <= value <= _INT_MAX:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{where}`{name}` must be {expected}, got {value!r} "
+            f"of type {type(value).__name__}"
+        )
+    if value < 1:
+        raise ValueError(f"{where}`{name}` must be {expected}, got {name}={value}")
+    return min(int(value), _INT_MAX)
+
+
 def set_num_threads(n):
     """Set the number of threads the compiled kernels use.
 
@@ -38,14 +56,7 @@ def set_num_threads(n):
         ``threadpoolctl`` limits cap it.
     """
     global _num_threads
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(
-            f"set_num_threads: `n` must be a positive int, got {n!r} "
-            f"of type {type(n).__name__}"
-        )
-    if n < 1:
-        raise ValueError(f"set_num_threads: `n` must be a positive int, got n={n}")
-    _num_threads = min(int(n), _INT_MAX)
+    _num_threads = _checked_count(n, "n", "a positive int", "set_num_threads: ")
 
 
 def get_num_threads():
@@ -65,22 +76,21 @@ def get_num_threads():
 def resolve(n_threads):
     """Return the thread count for one kernel call that was passed ``n_threads``.
 
-    Raises TypeError or ValueError, as ``set_num_threads`` does, unless
-    ``n_threads`` is None or a positive int.
+    Raises TypeError or ValueError unless ``n_threads`` is None or a
+    positive int.
     """
     if n_threads is None:
         return get_num_threads()
-    if type(n_threads) is not int:
-        if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
-            raise TypeError(
-                f"`n_threads` must be a positive int or None, got {n_threads!r} "
-                f"of type {type(n_threads).__name__}"
-            )
-        n_threads = int(n_threads)
-    if n_threads < 1:
-        raise ValueError(
-            f"`n_threads` must be a positive int or None, got n_threads={n_threads}"
-        )
+    count = _checked_count(n_threads, "n_threads", "a positive int or None")
     if _forked_child:
         return 1
-    return _runtime.effective_threads(min(n_threads, _INT_MAX))
+    return _runtime.effective_threads(count)
+
+
+def resolve_for_size(n_threads, size, min_size):
+    """Return ``resolve(n_threads)``, or 1 when ``size`` is below ``min_size``.
+
+    ``n_threads`` is checked either way, so a bad value fails on small inputs too.
+    """
+    threads = resolve(n_threads)
+    return 1 if size < min_size else threads
