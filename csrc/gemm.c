@@ -37,6 +37,7 @@
  * OpenMP workers only write to the parts their calling thread handed out.
  * On POSIX the workspace is freed when its thread exits.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +73,17 @@
  */
 #define NNF_DIRECT_A_MAX_PANELS 8
 #define NNF_DIRECT_B_MAX_PANELS 2
+
+/*
+ * The dot plan (dot_avx2.c) is considered for C with at most NNF_DOT_MAX_N
+ * columns and A rows contiguous along k. Its estimated cycles per element of
+ * C are NNF_DOT_STEP_COST / 2 per vector of k steps (two FMA pipes) plus
+ * NNF_DOT_SUM_COST for the lane sums and the scalar store.
+ * NOTE: fitted to the products of benchmarks/gemm.py on a Zen 4 core.
+ */
+#define NNF_DOT_MAX_N 24
+#define NNF_DOT_STEP_COST 1.05
+#define NNF_DOT_SUM_COST 2.0
 
 /* ---------------------------------------------------------------------------
  * Per-thread workspace
@@ -218,7 +230,25 @@ static const nnf_gemm_kernel kernels_avx2_f64[] = {
     NNF_KERNEL("avx2+fma", double, 4, 12, NNF_KC_F64, 1.02, nnf_ukr_avx2_4x3_f64,
                nnf_pack_avx2_f64, nnf_epilogue_tile_f64),
 };
+
+/* Dot kernels. A k block of Bt with two tiles' columns (2 * NNF_DOT_NR rows)
+ * fills three quarters of L1: 512 float32 or 256 float64 steps. */
+#define NNF_DOT_KC(bytes) NNF_ROUND_DOWN(NNF_L1D_BYTES * 3 / 4 / (2 * NNF_DOT_NR * (bytes)), 16)
+static const nnf_dot_kernel dot_avx2_f32 = {sizeof(float), 8, NNF_DOT_KC(4), nnf_dot_avx2_f32};
+static const nnf_dot_kernel dot_avx2_f64 = {sizeof(double), 4, NNF_DOT_KC(8), nnf_dot_avx2_f64};
 #endif
+
+/* Return the dot kernel for the current SIMD level, or NULL. */
+static const nnf_dot_kernel *dot_kernel(size_t elem_size)
+{
+#ifdef NNF_X86_KERNELS
+    if (nnf_simd_level() >= NNF_SIMD_AVX2) {
+        return elem_size == sizeof(float) ? &dot_avx2_f32 : &dot_avx2_f64;
+    }
+#endif
+    (void)elem_size;
+    return NULL;
+}
 
 #define NNF_COUNT(array) ((int)(sizeof(array) / sizeof((array)[0])))
 
@@ -270,6 +300,10 @@ typedef struct {
     int swapped;       /* 1: computing C^T = B^T A^T, so the epilogue swaps axes */
     int direct_a;      /* 1: full MR panels are read from A in place, not packed */
     int direct_b;      /* 1: full NR panels are read from B in place (cs_b == 1) */
+    const nnf_dot_kernel *dot; /* not NULL: the dot kernels compute C (gemm_dot_thread) */
+    char *bt_packed;   /* dot plan: one packed k block of Bt per thread */
+    size_t bt_bytes;   /* bytes of one packed Bt block */
+    nnf_int ld_bt;     /* row stride of packed Bt, kc rounded up to 64 bytes */
 } gemm_plan;
 
 /* Split `count` items into `parts` near-equal contiguous ranges; return the
@@ -424,6 +458,83 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
     }
 }
 
+/* Copy the k block [pc, pc + kc) of B's columns into Bt, one row per column
+ * of B with row stride ld_bt. */
+#define NNF_DEFINE_PACK_BT(T, SUF)                                                           \
+    static void pack_bt_##SUF(const gemm_plan *g, nnf_int pc, nnf_int kc, T *out)          \
+    {                                                                                      \
+        const nnf_int n = g->n, rs_b = g->rs_b, cs_b = g->cs_b, ld = g->ld_bt;             \
+        const T *b = (const T *)g->b + pc * rs_b;                                          \
+        for (nnf_int j = 0; j < n; j++) {                                                  \
+            for (nnf_int p = 0; p < kc; p++) {                                             \
+                out[j * ld + p] = b[p * rs_b + j * cs_b];                                  \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+NNF_DEFINE_PACK_BT(float, f32)
+NNF_DEFINE_PACK_BT(double, f64)
+
+/* The dot plan run by thread tid of a team of nt: the thread's share of the
+ * NNF_DOT_MR-row tiles of C, one k block at a time. Each tile row is cut into
+ * near-equal column tiles of at most NNF_DOT_NR. Unless B's columns are
+ * contiguous, each thread packs the k block of Bt into its own buffer. */
+static void gemm_dot_thread(const gemm_plan *g, int tid, int nt)
+{
+    const nnf_dot_kernel *dk = g->dot;
+    const ptrdiff_t es = (ptrdiff_t)dk->elem_size;
+    const nnf_int m = g->m, n = g->n, k = g->k;
+    nnf_int t0, t1;
+    split_range((m + NNF_DOT_MR - 1) / NNF_DOT_MR, nt, tid, &t0, &t1);
+    const nnf_int i_begin = t0 * NNF_DOT_MR, i_end = min_int(t1 * NNF_DOT_MR, m);
+    /* Column tiles [bounds[q], bounds[q + 1]), computed once: divisions in
+     * the row loop cost as much as a float64 tile's lane sums. */
+    const int groups = (int)((n + NNF_DOT_NR - 1) / NNF_DOT_NR);
+    nnf_int bounds[NNF_DOT_MAX_N / NNF_DOT_NR + 1];
+    for (int q = 0; q < groups; q++) {
+        split_range(n, groups, q, &bounds[q], &bounds[q + 1]);
+    }
+    char *bt_packed = g->bt_packed + (size_t)tid * g->bt_bytes;
+    if (i_end <= i_begin) {
+        return;
+    }
+    nnf_int pc = 0;
+    do {
+        nnf_int kc = min_int(g->kc, k - pc);
+        const void *beta = pc == 0 ? g->beta : g->one;
+        int last_k_block = pc + kc >= k;
+        const char *bt = g->b + pc * es;
+        nnf_int rs_bt = g->cs_b;
+        if (g->rs_b != 1) {
+            if (es == (ptrdiff_t)sizeof(float)) {
+                pack_bt_f32(g, pc, kc, (float *)bt_packed);
+            } else {
+                pack_bt_f64(g, pc, kc, (double *)bt_packed);
+            }
+            bt = bt_packed;
+            rs_bt = g->ld_bt;
+        }
+        for (nnf_int i0 = i_begin; i0 < i_end; i0 += NNF_DOT_MR) {
+            nnf_int m_cur = min_int(NNF_DOT_MR, i_end - i0);
+            const char *a = g->a + (i0 * g->rs_a + pc) * es;
+            char *c_row = g->c + i0 * g->rs_c * es;
+            for (int q = 0; q < groups; q++) {
+                nnf_int j0 = bounds[q];
+                dk->dot(m_cur, bounds[q + 1] - j0, kc, a, g->rs_a, bt + j0 * rs_bt * es, rs_bt,
+                        c_row + j0 * g->cs_c * es, g->rs_c, g->cs_c, g->alpha, beta);
+            }
+            if (last_k_block && g->epilogue != NULL) {
+                if (g->swapped) {
+                    g->kern->epilogue(n, m_cur, 0, i0, c_row, g->cs_c, g->rs_c, g->epilogue);
+                } else {
+                    g->kern->epilogue(m_cur, n, i0, 0, c_row, g->rs_c, g->cs_c, g->epilogue);
+                }
+            }
+        }
+        pc += kc;
+    } while (pc < k);
+}
+
 /* Return the block size that cuts `total` into as few blocks of at most
  * `max_block` as possible, of near-equal sizes rounded up to a multiple of
  * `multiple` (max_block must be a multiple of it). Equal blocks avoid a last
@@ -502,10 +613,11 @@ static double pack_cycles(double count, nnf_int inc_mn, nnf_int inc_k)
  * NOTE: the per-element costs are estimates fitted to a few products on a
  * Zen 4 core (benchmarks/gemm.py); they choose among correct plans only.
  */
-static void choose_kernel(gemm_plan *g, const nnf_gemm_kernel *kernels, int count)
+static void choose_kernel(gemm_plan *g, const nnf_gemm_kernel *kernels, int count,
+                          const nnf_dot_kernel *dot)
 {
     double best = -1.0;
-    int best_index = 0, best_swap = 0;
+    int best_index = 0, best_swap = 0, best_dot = 0;
     for (int swap = 0; swap < 2; swap++) {
         nnf_int m = swap ? g->n : g->m;
         nnf_int n = swap ? g->m : g->n;
@@ -532,13 +644,62 @@ static void choose_kernel(gemm_plan *g, const nnf_gemm_kernel *kernels, int coun
                 best = cost;
                 best_index = index;
                 best_swap = swap;
+                best_dot = 0;
+            }
+        }
+        if (dot != NULL && cs_a == 1 && n <= NNF_DOT_MAX_N) {
+            double steps = (double)((g->k + dot->vec - 1) / dot->vec);
+            double cost = (double)m * (double)n *
+                          (steps * NNF_DOT_STEP_COST / 2.0 + NNF_DOT_SUM_COST);
+            if (rs_b != 1) {
+                cost += pack_cycles((double)n * (double)g->k, cs_b, rs_b);
+            }
+            if (cost < best) {
+                best = cost;
+                best_swap = swap;
+                best_dot = 1;
             }
         }
     }
     g->kern = &kernels[best_index];
+    g->dot = best_dot ? dot : NULL;
     if (best_swap) {
         transpose_problem(g);
     }
+}
+
+/* Run the dot plan: rows of C split among threads, k in blocks of at most
+ * the kernel's KC, each thread with its own packed Bt block. */
+static int gemm_dot_run(gemm_plan *g, int n_threads)
+{
+    const nnf_dot_kernel *dk = g->dot;
+    const size_t es = dk->elem_size;
+    const nnf_int m = g->m, n = g->n, k = g->k;
+    double f64_flops = 2.0 * (double)m * (double)n * (double)k * (double)es / 8.0;
+    int nt = nnf_parallel_threads(n_threads, f64_flops, NNF_GEMM_PARALLEL_MIN_FLOPS);
+    nnf_int tiles = (m + NNF_DOT_MR - 1) / NNF_DOT_MR;
+    if (nt > tiles) {
+        nt = (int)tiles;
+    }
+    g->kc = balanced_block(k, dk->kc, 16);
+    g->ld_bt = (min_int(g->kc, k) + 15) / 16 * 16;
+    g->bt_bytes = g->rs_b == 1 ? 0 : round_up_64((size_t)(n * g->ld_bt) * es);
+    g->bt_packed = NULL;
+    if (g->bt_bytes > 0) {
+        g->bt_packed = (char *)nnf_workspace(NNF_WORKSPACE_GEMM, (size_t)nt * g->bt_bytes);
+        if (g->bt_packed == NULL) {
+            return NNF_ENOMEM;
+        }
+    }
+#ifdef _OPENMP
+    if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+        gemm_dot_thread(g, omp_get_thread_num(), omp_get_num_threads());
+        return NNF_OK;
+    }
+#endif
+    gemm_dot_thread(g, 0, 1);
+    return NNF_OK;
 }
 
 static int gemm_run(gemm_plan *g, const nnf_gemm_kernel *kernels, int count, int n_threads)
@@ -546,7 +707,10 @@ static int gemm_run(gemm_plan *g, const nnf_gemm_kernel *kernels, int count, int
     if (g->m <= 0 || g->n <= 0) {
         return NNF_OK;
     }
-    choose_kernel(g, kernels, count);
+    choose_kernel(g, kernels, count, dot_kernel(kernels[0].elem_size));
+    if (g->dot != NULL) {
+        return gemm_dot_run(g, n_threads);
+    }
     const nnf_gemm_kernel *kern = g->kern;
     const size_t es = kern->elem_size;
     const nnf_int m = g->m, n = g->n, k = g->k;
@@ -656,4 +820,38 @@ int nnf_gemm_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const double *a,
     g.cs_c = cs_c;
     g.epilogue = epilogue;
     return gemm_run(&g, kernels, count, n_threads);
+}
+
+int nnf_gemm_plan(size_t elem_size, nnf_int m, nnf_int n, nnf_int k, nnf_int rs_a,
+                  nnf_int cs_a, nnf_int rs_b, nnf_int cs_b, char *out, size_t size)
+{
+    int count;
+    const nnf_gemm_kernel *kernels = elem_size == sizeof(float) ? nnf_gemm_kernels_f32(&count)
+                                                                : nnf_gemm_kernels_f64(&count);
+    if (m > 0 && m <= NNF_GEMV_MAX_ROWS && n > 0 && k > 0 && (cs_b == 1 || n == 1)) {
+        snprintf(out, size, "rows");
+        return NNF_OK;
+    }
+    if (m <= 0 || n <= 0) {
+        snprintf(out, size, "empty");
+        return NNF_OK;
+    }
+    gemm_plan g = {0};
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.rs_a = rs_a;
+    g.cs_a = cs_a;
+    g.rs_b = rs_b;
+    g.cs_b = cs_b;
+    g.rs_c = n;
+    g.cs_c = 1;
+    choose_kernel(&g, kernels, count, dot_kernel(elem_size));
+    const char *side = g.swapped ? " on C^T" : "";
+    if (g.dot != NULL) {
+        snprintf(out, size, "dot%s", side);
+    } else {
+        snprintf(out, size, "tiles %dx%d%s", g.kern->mr, g.kern->nr, side);
+    }
+    return NNF_OK;
 }

@@ -124,6 +124,32 @@ typedef struct {
 } nnf_gemm_kernel;
 
 /*
+ * Dot kernel: C[0:m_cur, 0:n_cur] = alpha * A Bt^T + beta * C over kc steps,
+ * where row i of A starts at a + i * rs_a and row j of Bt at bt + j * rs_bt,
+ * both contiguous along k. m_cur is at most NNF_DOT_MR and n_cur at most
+ * NNF_DOT_NR. When *beta is zero, C is written without being read.
+ */
+#define NNF_DOT_MR 2
+#define NNF_DOT_NR 6
+typedef void (*nnf_dot_fn)(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a,
+                           nnf_int rs_a, const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c,
+                           nnf_int cs_c, const void *alpha, const void *beta);
+
+typedef struct {
+    size_t elem_size;
+    int vec;          /* lanes per vector: kc steps per FMA */
+    nnf_int kc;       /* largest k block */
+    nnf_dot_fn dot;
+} nnf_dot_kernel;
+
+void nnf_dot_avx2_f32(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a, nnf_int rs_a,
+                      const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c, nnf_int cs_c,
+                      const void *alpha, const void *beta);
+void nnf_dot_avx2_f64(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a, nnf_int rs_a,
+                      const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c, nnf_int cs_c,
+                      const void *alpha, const void *beta);
+
+/*
  * Products with at most this many rows of C whose B rows are contiguous go
  * to the row-by-row loop in gemv.c instead of the blocked GEMM. Measured on
  * one core of the project's Zen 4 VM with the MLP's float32 layers, best of
@@ -200,6 +226,13 @@ int nnf_gemm_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const double *a,
                  nnf_int cs_a, const double *b, nnf_int rs_b, nnf_int cs_b, double beta,
                  double *c, nnf_int rs_c, nnf_int cs_c, const nnf_epilogue_f64 *epilogue,
                  int n_threads);
+
+/* Write a short name of the plan nnf_gemm_f32 (elem_size 4) or nnf_gemm_f64
+ * would run for these sizes and strides into out: "rows" (gemv.c), "dot",
+ * "tiles MRxNR", the last two with " on C^T" when the product is transposed,
+ * or "empty". For tests and diagnostics. */
+int nnf_gemm_plan(size_t elem_size, nnf_int m, nnf_int n, nnf_int k, nnf_int rs_a,
+                  nnf_int cs_a, nnf_int rs_b, nnf_int cs_b, char *out, size_t size);
 
 /* y = act(x * kernel + bias); preact = x * kernel + bias when preact is not
  * NULL; bias may be NULL. x is n_samples x n_in, kernel n_in x n_out. */

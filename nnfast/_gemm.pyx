@@ -38,6 +38,8 @@ cdef extern from "gemm.h" nogil:
                      nnf_int rs_a, nnf_int cs_a, const double *b, nnf_int rs_b,
                      nnf_int cs_b, double beta, double *c, nnf_int rs_c, nnf_int cs_c,
                      const nnf_epilogue_f64 *epilogue, int n_threads)
+    int nnf_gemm_plan(size_t elem_size, nnf_int m, nnf_int n, nnf_int k, nnf_int rs_a,
+                      nnf_int cs_a, nnf_int rs_b, nnf_int cs_b, char *out, size_t size)
 
 
 cdef cnp.ndarray _matrix(object x, str name):
@@ -205,6 +207,31 @@ def gemm(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
         raise MemoryError(f"gemm: out of memory for the packing buffers of a "
                           f"({m}, {k}) x ({k}, {n}) product")
     return C
+
+
+def gemm_plan(a, b, trans_a=False, trans_b=False):
+    """Return the name of the plan ``gemm`` runs for these operands.
+
+    One of ``"rows"`` (a few rows of C, one at a time), ``"dot"`` (narrow C
+    from dot products along k), ``"tiles MRxNR"`` (the blocked tile kernel),
+    the last two followed by ``" on C^T"`` when nnfast computes the
+    transposed product, or ``"empty"``. The plan depends on the sizes, the
+    strides and the SIMD level, not on the thread count.
+    """
+    cdef cnp.ndarray A = _matrix(a, "A")
+    cdef cnp.ndarray B = _matrix(b, "B")
+    cdef bint ta = bool(trans_a)
+    cdef bint tb = bool(trans_b)
+    cdef char out[64]
+    nnf_gemm_plan(
+        cnp.PyArray_ITEMSIZE(A),
+        cnp.PyArray_DIMS(A)[1 if ta else 0], cnp.PyArray_DIMS(B)[0 if tb else 1],
+        cnp.PyArray_DIMS(A)[0 if ta else 1],
+        _stride(A, 1 if ta else 0), _stride(A, 0 if ta else 1),
+        _stride(B, 1 if tb else 0), _stride(B, 0 if tb else 1),
+        out, sizeof(out),
+    )
+    return out.decode("ascii")
 
 
 cdef cnp.ndarray _output(object c, int typenum, nnf_int m, nnf_int n):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nnfast import _reference, _runtime
-from nnfast._gemm import gemm
+from nnfast._gemm import gemm, gemm_plan
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
@@ -112,6 +112,105 @@ def test_gemm_few_rows_match_reference(n, m, dtype):
         a_strided = np.asfortranarray(a)
         got = gemm(a_strided, b)
         assert_gemm_close(got, _reference.gemm(a, b), a, b, None, False, False, 1.0, 0.0)
+
+
+SIMD = _runtime.simd_name() != "generic"
+
+# Narrow products whose A rows and B columns are contiguous along k take the
+# dot plan on AVX2 CPUs: column counts around the 6-column tile, k with a
+# partial last vector, and k over the dot plan's k block (512 float32, 256
+# float64 steps).
+DOT_SHAPES = [
+    (3, 1, 9),
+    (5, 5, 31),
+    (7, 6, 64),
+    (9, 7, 100),
+    (64, 10, 128),
+    (33, 12, 77),
+    (17, 13, 250),
+    (40, 24, 300),
+    (21, 10, 1030),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", DOT_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_gemm_dot_plan_matches_reference(shape, dtype):
+    m, n, k = shape
+    rng = rng_for("dot", shape, dtype.__name__)
+    a, b, c0 = make_operands(m, n, k, False, False, dtype, rng)
+    b_rows = np.ascontiguousarray(b.T)
+    if SIMD:
+        # Columns of B contiguous along k, which the kernel reads in place.
+        # With B row-major the plan packs them first, and some of these
+        # shapes are faster on the tile kernel then.
+        assert gemm_plan(a, b_rows, trans_b=True) == "dot"
+    for alpha, beta in ((1.0, 0.0), (-0.75, 0.5)):
+        want = _reference.gemm(a, b, c0.copy(), alpha=alpha, beta=beta)
+        for name, b_view, tb in (("B", b, False), ("B.T rows", b_rows, True)):
+            for a_name, a_view in layouts(a):
+                if a_name in ("f-order", "strided"):
+                    continue
+                got = gemm(a_view, b_view, c0.copy(), False, tb, alpha, beta)
+                try:
+                    assert_gemm_close(got, want, a, b, c0, False, False, alpha, beta)
+                except AssertionError as error:
+                    raise AssertionError(f"A {a_name}, {name}: {error}") from None
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_gemm_dot_plan_on_transposed_product(dtype):
+    # A short C whose B rows hold k contiguously: nnfast computes C^T with
+    # the dot kernels and writes it with a column stride.
+    rng = rng_for("dot C^T", dtype.__name__)
+    a = rng.standard_normal((10, 130)).astype(dtype)
+    b_rows = rng.standard_normal((200, 130)).astype(dtype)
+    c0 = rng.standard_normal((10, 200)).astype(dtype)
+    if SIMD:
+        assert gemm_plan(a, b_rows, trans_b=True) == "dot on C^T"
+    got = gemm(a, b_rows, c0.copy(), False, True, 2.0, -1.0)
+    want = _reference.gemm(a, b_rows, c0.copy(), False, True, 2.0, -1.0)
+    assert_gemm_close(got, want, a, b_rows, c0, False, True, 2.0, -1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_gemm_dot_plan_beta_zero_ignores_nan(dtype):
+    rng = rng_for("dot nan", dtype.__name__)
+    a, b, _ = make_operands(20, 10, 40, False, False, dtype, rng)
+    c = np.full((20, 10), np.nan, dtype=dtype)
+    gemm(a, b, c, beta=0.0)
+    assert_gemm_close(c, _reference.gemm(a, b), a, b, None, False, False, 1.0, 0.0)
+
+
+def test_gemm_plan_names():
+    a = np.zeros((256, 128), np.float32)
+    assert gemm_plan(a[:2], np.zeros((128, 10), np.float32)) == "rows"
+    assert gemm_plan(a[:0], np.zeros((128, 10), np.float32)) == "empty"
+    expected = "tiles 6x16" if SIMD else "tiles"
+    assert gemm_plan(a, np.zeros((128, 128), np.float32)).startswith(expected)
+    if SIMD:
+        # The batch's gradient X^T dY has no operand contiguous along k.
+        assert gemm_plan(a, np.zeros((256, 10), np.float32), trans_a=True).startswith("tiles")
+    else:
+        assert gemm_plan(a, np.zeros((128, 10), np.float32)).startswith("tiles")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("activation", _reference.ACTIVATIONS)
+def test_dense_forward_dot_plan_matches_reference(activation, dtype):
+    from nnfast._dense import dense_forward
+
+    # The output layer's shape: the epilogue runs on each row tile of C.
+    rng = rng_for("dot dense", activation, dtype)
+    x = rng.standard_normal((37, 128)).astype(dtype)
+    kernel = rng.standard_normal((128, 10)).astype(dtype)
+    bias = rng.standard_normal(10).astype(dtype)
+    if SIMD:
+        assert gemm_plan(x, kernel) == "dot"
+    got = dense_forward(x, kernel, bias, activation)
+    want = _reference.dense_forward(x, kernel, bias, activation)
+    eps = float(np.finfo(dtype).eps)
+    np.testing.assert_allclose(got, want, rtol=100 * eps, atol=100 * eps * 128)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -251,8 +350,10 @@ def test_gemm_zero_size(shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize(
     "shape",
-    [(512, 96, 300), (24, 700, 64), (300, 300, 300), (20, 2000, 300), (37, 8300, 600)],
-    ids=["tall", "short-wide", "square", "short-wide-k-blocks", "short-wide-n-blocks"],
+    [(512, 96, 300), (24, 700, 64), (300, 300, 300), (20, 2000, 300), (37, 8300, 600),
+     (301, 10, 700)],
+    ids=["tall", "short-wide", "square", "short-wide-k-blocks", "short-wide-n-blocks",
+         "narrow-dot-k-blocks"],
 )
 def test_gemm_same_result_for_any_thread_count(shape, dtype):
     # Short, wide shapes split the columns between threads over several k

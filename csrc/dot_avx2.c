@@ -1,0 +1,188 @@
+/*
+ * AVX2+FMA dot kernels for narrow products: C tiles of up to NNF_DOT_MR x
+ * NNF_DOT_NR whose elements are dot products of rows contiguous along k.
+ *
+ * The tile kernels in ukernel_avx2.c put the columns of C in vector lanes, so
+ * a C of 10 columns fills 10 of 16 float32 lanes (10 of 12 float64). Here
+ * the lanes run along k instead: each element of C has its own accumulator
+ * of VEC partial sums, summed across lanes once its k block ends. That needs
+ * A rows contiguous along k (read in place) and B columns contiguous along
+ * k (gemm.c packs them as the rows of Bt unless B already has them so).
+ *
+ * A 2 x 6 tile holds 12 accumulators, two A vectors and one Bt vector, 15 of
+ * the 16 ymm registers. A 2 x 5 tile still keeps 10 independent FMA chains,
+ * more than the 8 that cover the FMA latency on two pipes. The last k steps
+ * of a row that is not a multiple of VEC use masked loads, which read no
+ * memory in the masked lanes.
+ *
+ * Each element's sum has the same order whatever the tile shape: lanes
+ * accumulate k steps in order, then the lanes are added pairwise, first
+ * neighbours, then pairs of pairs, then the two 128-bit halves. The result
+ * therefore depends only on m, n and k, not on how the rows are split among
+ * threads.
+ */
+#include "gemm.h"
+
+#ifdef NNF_X86_KERNELS
+
+#include <immintrin.h>
+
+/* Sum each of v[0..7] across its lanes; lane i of the result is v[i]'s sum. */
+static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256 lane_sums8_f32(
+    const __m256 *v)
+{
+    __m256 h01 = _mm256_hadd_ps(v[0], v[1]);
+    __m256 h23 = _mm256_hadd_ps(v[2], v[3]);
+    __m256 h45 = _mm256_hadd_ps(v[4], v[5]);
+    __m256 h67 = _mm256_hadd_ps(v[6], v[7]);
+    __m256 g0 = _mm256_hadd_ps(h01, h23);
+    __m256 g1 = _mm256_hadd_ps(h45, h67);
+    return _mm256_add_ps(_mm256_permute2f128_ps(g0, g1, 0x20),
+                         _mm256_permute2f128_ps(g0, g1, 0x31));
+}
+
+/* Sum each of v[0..3] across its lanes; lane i of the result is v[i]'s sum. */
+static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256d lane_sums4_f64(
+    const __m256d *v)
+{
+    __m256d h01 = _mm256_hadd_pd(v[0], v[1]);
+    __m256d h23 = _mm256_hadd_pd(v[2], v[3]);
+    return _mm256_add_pd(_mm256_permute2f128_pd(h01, h23, 0x20),
+                         _mm256_permute2f128_pd(h01, h23, 0x31));
+}
+
+/* Mask of the first r lanes of an 8 x 32-bit vector, 0 <= r <= 8. */
+static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask32(nnf_int r)
+{
+    const __m256i index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), index);
+}
+
+/* Mask of the first r lanes of a 4 x 64-bit vector, 0 <= r <= 4. */
+static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask64(nnf_int r)
+{
+    const __m256i index = _mm256_setr_epi64x(0, 1, 2, 3);
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)r), index);
+}
+
+/* Keep v in a register: without this GCC folds the Bt load into each of the
+ * tile's FMAs, which loads it once per row and makes the loop load-bound. */
+#define NNF_IN_REGISTER(v) __asm__("" : "+x"(v))
+
+#define NNF_MASKLOAD_F32(p, mask) _mm256_maskload_ps((p), (mask))
+#define NNF_MASKLOAD_F64(p, mask) _mm256_maskload_pd((p), (mask))
+
+/*
+ * One tile body per dtype; mr and nr are compile-time constants at each
+ * instantiation, so the acc array stays in registers. GROUP is the number
+ * of accumulators LANE_SUMS reduces at once (VEC of them).
+ */
+#define NNF_DEFINE_DOT_TILE(T, SUF, VEC, VTYPE, LOADU, MASK, MASKLOAD, ZERO, FMADD, MUL, SET1,  \
+                            STORE, LANE_SUMS)                                              \
+    static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void dot_tile_##SUF(      \
+        const int mr, const int nr, nnf_int kc, const T *a, nnf_int rs_a, const T *bt,     \
+        nnf_int rs_bt, T *c, nnf_int rs_c, nnf_int cs_c, T alpha, T beta)                  \
+    {                                                                                      \
+        VTYPE acc[NNF_DOT_MR * NNF_DOT_NR + VEC];                                          \
+        _Pragma("GCC unroll 20") for (int t = 0; t < NNF_DOT_MR * NNF_DOT_NR + VEC; t++)   \
+        {                                                                                  \
+            acc[t] = ZERO();                                                               \
+        }                                                                                  \
+        nnf_int p = 0;                                                                     \
+        for (; p + VEC <= kc; p += VEC) {                                                  \
+            VTYPE av[NNF_DOT_MR];                                                          \
+            _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++)                           \
+            {                                                                              \
+                av[i] = LOADU(a + i * rs_a + p);                                           \
+            }                                                                              \
+            _Pragma("GCC unroll 6") for (int j = 0; j < nr; j++)                           \
+            {                                                                              \
+                VTYPE b = LOADU(bt + j * rs_bt + p);                                       \
+                NNF_IN_REGISTER(b);                                                        \
+                _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++)                       \
+                {                                                                          \
+                    acc[i * nr + j] = FMADD(av[i], b, acc[i * nr + j]);                    \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        if (p < kc) {                                                                      \
+            const __m256i mask = MASK(kc - p);                                             \
+            VTYPE av[NNF_DOT_MR];                                                          \
+            _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++)                           \
+            {                                                                              \
+                av[i] = MASKLOAD(a + i * rs_a + p, mask);                                  \
+            }                                                                              \
+            _Pragma("GCC unroll 6") for (int j = 0; j < nr; j++)                           \
+            {                                                                              \
+                const VTYPE b = MASKLOAD(bt + j * rs_bt + p, mask);                        \
+                _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++)                       \
+                {                                                                          \
+                    acc[i * nr + j] = FMADD(av[i], b, acc[i * nr + j]);                    \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        /* Lane sums of the accumulators in row-major order, times alpha. */               \
+        T sums[NNF_DOT_MR * NNF_DOT_NR + VEC] __attribute__((aligned(32)));                \
+        const VTYPE valpha = SET1(alpha);                                                  \
+        _Pragma("GCC unroll 4") for (int t = 0; t < mr * nr; t += VEC)                     \
+        {                                                                                  \
+            STORE(sums + t, MUL(valpha, LANE_SUMS(acc + t)));                              \
+        }                                                                                  \
+        _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++)                               \
+        {                                                                                  \
+            _Pragma("GCC unroll 6") for (int j = 0; j < nr; j++)                           \
+            {                                                                              \
+                T *cij = c + i * rs_c + j * cs_c;                                          \
+                T s = sums[i * nr + j];                                                    \
+                *cij = beta == (T)0 ? s : s + beta * *cij;                                 \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+NNF_DEFINE_DOT_TILE(float, f32, 8, __m256, _mm256_loadu_ps, lane_mask32, NNF_MASKLOAD_F32,
+                    _mm256_setzero_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_set1_ps,
+                    _mm256_store_ps, lane_sums8_f32)
+NNF_DEFINE_DOT_TILE(double, f64, 4, __m256d, _mm256_loadu_pd, lane_mask64, NNF_MASKLOAD_F64,
+                    _mm256_setzero_pd, _mm256_fmadd_pd, _mm256_mul_pd, _mm256_set1_pd,
+                    _mm256_store_pd, lane_sums4_f64)
+
+/* Dispatch a tile of m_cur x n_cur to the body instantiated for that shape. */
+#define NNF_DOT_CASE(SUF, MR, NR)                                                            \
+    case (MR) * 8 + (NR):                                                                  \
+        dot_tile_##SUF(MR, NR, kc, a, rs_a, bt, rs_bt, c, rs_c, cs_c, alpha, beta);        \
+        break;
+
+#define NNF_DEFINE_DOT(T, SUF)                                                               \
+    NNF_TARGET_AVX2 void nnf_dot_avx2_##SUF(nnf_int m_cur, nnf_int n_cur, nnf_int kc,      \
+                                            const void *a_, nnf_int rs_a, const void *bt_, \
+                                            nnf_int rs_bt, void *c_, nnf_int rs_c,         \
+                                            nnf_int cs_c, const void *alpha_,              \
+                                            const void *beta_)                             \
+    {                                                                                      \
+        const T *a = (const T *)a_;                                                        \
+        const T *bt = (const T *)bt_;                                                      \
+        T *c = (T *)c_;                                                                    \
+        const T alpha = *(const T *)alpha_;                                                \
+        const T beta = *(const T *)beta_;                                                  \
+        switch (m_cur * 8 + n_cur) {                                                       \
+            NNF_DOT_CASE(SUF, 1, 1)                                                        \
+            NNF_DOT_CASE(SUF, 1, 2)                                                        \
+            NNF_DOT_CASE(SUF, 1, 3)                                                        \
+            NNF_DOT_CASE(SUF, 1, 4)                                                        \
+            NNF_DOT_CASE(SUF, 1, 5)                                                        \
+            NNF_DOT_CASE(SUF, 1, 6)                                                        \
+            NNF_DOT_CASE(SUF, 2, 1)                                                        \
+            NNF_DOT_CASE(SUF, 2, 2)                                                        \
+            NNF_DOT_CASE(SUF, 2, 3)                                                        \
+            NNF_DOT_CASE(SUF, 2, 4)                                                        \
+            NNF_DOT_CASE(SUF, 2, 5)                                                        \
+            NNF_DOT_CASE(SUF, 2, 6)                                                        \
+            default:                                                                       \
+                break;                                                                     \
+        }                                                                                  \
+    }
+
+NNF_DEFINE_DOT(float, f32)
+NNF_DEFINE_DOT(double, f64)
+
+#endif
