@@ -27,6 +27,8 @@
 
 #include <immintrin.h>
 
+#include "store_lanes_avx2.h"
+
 /* Sum each of v[0..7] across its lanes; lane i of the result is v[i]'s sum. */
 static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256 lane_sums8_f32(
     const __m256 *v)
@@ -49,6 +51,62 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256d lane_sums4_
     __m256d h23 = _mm256_hadd_pd(v[2], v[3]);
     return _mm256_add_pd(_mm256_permute2f128_pd(h01, h23, 0x20),
                          _mm256_permute2f128_pd(h01, h23, 0x31));
+}
+
+/*
+ * Store alpha times the lane sums of an mr x nr tile (acc in row-major
+ * order) to rows of C with unit column stride, for beta zero: each row's
+ * sums come out of one vector of lane sums, stored with whole-vector and
+ * partial stores instead of one scalar at a time.
+ */
+static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void store_sums_f32(
+    const int mr, const int nr, const __m256 *acc, float *c, nnf_int rs_c, float alpha)
+{
+    const __m256 valpha = _mm256_set1_ps(alpha);
+    for (int i = 0; i < mr; i++) {
+        __m256 group[8];
+        for (int t = 0; t < 8; t++) {
+            group[t] = t < nr ? acc[i * nr + t] : _mm256_setzero_ps();
+        }
+        store_lanes_f32(c + i * rs_c, _mm256_mul_ps(valpha, lane_sums8_f32(group)), nr);
+    }
+}
+
+/* The float64 version: a row's first 4 sums go out as one vector, and the
+ * columns past 4 of all rows (at most 4 values) share one more vector. */
+static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void store_sums_f64(
+    const int mr, const int nr, const __m256d *acc, double *c, nnf_int rs_c, double alpha)
+{
+    const __m256d valpha = _mm256_set1_pd(alpha);
+    __m256d rest[4];
+    int n_rest = 0;
+    for (int i = 0; i < mr; i++) {
+        if (nr >= 4) {
+            _mm256_storeu_pd(c + i * rs_c, _mm256_mul_pd(valpha, lane_sums4_f64(acc + i * nr)));
+            for (int j = 4; j < nr; j++) {
+                rest[n_rest++] = acc[i * nr + j];
+            }
+        } else {
+            __m256d group[4];
+            for (int t = 0; t < 4; t++) {
+                group[t] = t < nr ? acc[i * nr + t] : _mm256_setzero_pd();
+            }
+            store_lanes_f64(c + i * rs_c, _mm256_mul_pd(valpha, lane_sums4_f64(group)), nr);
+        }
+    }
+    if (n_rest > 0) {
+        for (int t = n_rest; t < 4; t++) {
+            rest[t] = _mm256_setzero_pd();
+        }
+        double sums[4] __attribute__((aligned(32)));
+        _mm256_store_pd(sums, _mm256_mul_pd(valpha, lane_sums4_f64(rest)));
+        int t = 0;
+        for (int i = 0; i < mr; i++) {
+            for (int j = 4; j < nr; j++) {
+                c[i * rs_c + j] = sums[t++];
+            }
+        }
+    }
 }
 
 /* Mask of the first r lanes of an 8 x 32-bit vector, 0 <= r <= 8. */
@@ -78,7 +136,7 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask64
  * of accumulators LANE_SUMS reduces at once (VEC of them).
  */
 #define NNF_DEFINE_DOT_TILE(T, SUF, VEC, VTYPE, LOADU, MASK, MASKLOAD, ZERO, FMADD, MUL, SET1,  \
-                            STORE, LANE_SUMS)                                              \
+                            STORE, LANE_SUMS, STORE_SUMS)                                  \
     static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void dot_tile_##SUF(      \
         const int mr, const int nr, nnf_int kc, const T *a, nnf_int rs_a, const T *bt,     \
         nnf_int rs_bt, T *c, nnf_int rs_c, nnf_int cs_c, T alpha, T beta)                  \
@@ -121,6 +179,10 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask64
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
+        if (cs_c == 1 && beta == (T)0) {                                                   \
+            STORE_SUMS(mr, nr, acc, c, rs_c, alpha);                                       \
+            return;                                                                        \
+        }                                                                                  \
         /* Lane sums of the accumulators in row-major order, times alpha. */               \
         T sums[NNF_DOT_MR * NNF_DOT_NR + VEC] __attribute__((aligned(32)));                \
         const VTYPE valpha = SET1(alpha);                                                  \
@@ -141,10 +203,10 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask64
 
 NNF_DEFINE_DOT_TILE(float, f32, 8, __m256, _mm256_loadu_ps, lane_mask32, NNF_MASKLOAD_F32,
                     _mm256_setzero_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_set1_ps,
-                    _mm256_store_ps, lane_sums8_f32)
+                    _mm256_store_ps, lane_sums8_f32, store_sums_f32)
 NNF_DEFINE_DOT_TILE(double, f64, 4, __m256d, _mm256_loadu_pd, lane_mask64, NNF_MASKLOAD_F64,
                     _mm256_setzero_pd, _mm256_fmadd_pd, _mm256_mul_pd, _mm256_set1_pd,
-                    _mm256_store_pd, lane_sums4_f64)
+                    _mm256_store_pd, lane_sums4_f64, store_sums_f64)
 
 /* Dispatch a tile of m_cur x n_cur to the body instantiated for that shape. */
 #define NNF_DOT_CASE(SUF, MR, NR)                                                            \

@@ -22,6 +22,8 @@
 
 #include <immintrin.h>
 
+#include "store_lanes_avx2.h"
+
 /* Store alpha * tile + beta * C for an edge tile or a C whose columns are
  * not contiguous, reading C only when beta is nonzero. The loop runs along
  * whichever C axis is contiguous. */
@@ -43,47 +45,6 @@
             }                                                                              \
         }                                                                                  \
     }
-
-/* Store the first r lanes of v at dst, 0 < r < 8, with 128-, 64- and 32-bit
- * stores. AVX2's masked stores were no faster than scalar ones on Zen 4. */
-static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void store_lanes_f32(float *dst,
-                                                                                  __m256 v,
-                                                                                  int r)
-{
-    __m128 part = _mm256_castps256_ps128(v);
-    if (r >= 4) {
-        _mm_storeu_ps(dst, part);
-        dst += 4;
-        r -= 4;
-        part = _mm256_extractf128_ps(v, 1);
-    }
-    if (r >= 2) {
-        _mm_storel_pi((__m64 *)dst, part);
-        dst += 2;
-        r -= 2;
-        part = _mm_movehl_ps(part, part);
-    }
-    if (r > 0) {
-        _mm_store_ss(dst, part);
-    }
-}
-
-/* Store the first r lanes of v at dst, 0 < r < 4. */
-static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void store_lanes_f64(double *dst,
-                                                                                  __m256d v,
-                                                                                  int r)
-{
-    __m128d part = _mm256_castpd256_pd128(v);
-    if (r >= 2) {
-        _mm_storeu_pd(dst, part);
-        dst += 2;
-        r -= 2;
-        part = _mm256_extractf128_pd(v, 1);
-    }
-    if (r > 0) {
-        _mm_store_sd(dst, part);
-    }
-}
 
 /*
  * One kernel body per dtype. The tile height mr and the vectors per tile
