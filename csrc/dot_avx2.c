@@ -132,8 +132,8 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask64
 
 /*
  * One tile body per dtype; mr and nr are compile-time constants at each
- * instantiation, so the acc array stays in registers. GROUP is the number
- * of accumulators LANE_SUMS reduces at once (VEC of them).
+ * instantiation, so the acc array stays in registers. LANE_SUMS reduces VEC
+ * accumulators at once, so acc has VEC zero entries past the tile.
  */
 #define NNF_DEFINE_DOT_TILE(T, SUF, VEC, VTYPE, LOADU, MASK, MASKLOAD, ZERO, FMADD, MUL, SET1,  \
                             STORE, LANE_SUMS, STORE_SUMS)                                  \

@@ -668,6 +668,29 @@ static void choose_kernel(gemm_plan *g, const nnf_gemm_kernel *kernels, int coun
     }
 }
 
+/* Return the team size for the product in g: one thread below the flop
+ * threshold, and at most `parts` threads, one per unit of the split. */
+static int team_size(const gemm_plan *g, size_t elem_size, nnf_int parts, int n_threads)
+{
+    double f64_flops = 2.0 * (double)g->m * (double)g->n * (double)g->k * (double)elem_size / 8.0;
+    int nt = nnf_parallel_threads(n_threads, f64_flops, NNF_GEMM_PARALLEL_MIN_FLOPS);
+    return nt > parts ? (int)parts : nt;
+}
+
+/* Run body(g, tid, nt) on each thread of a team of nt, or on the calling
+ * thread alone when nt is 1. */
+static void run_team(const gemm_plan *g, int nt, void (*body)(const gemm_plan *, int, int))
+{
+#ifdef _OPENMP
+    if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+        body(g, omp_get_thread_num(), omp_get_num_threads());
+        return;
+    }
+#endif
+    body(g, 0, 1);
+}
+
 /* Run the dot plan: rows of C split among threads, k in blocks of at most
  * the kernel's KC, each thread with its own packed Bt block. */
 static int gemm_dot_run(gemm_plan *g, int n_threads)
@@ -675,12 +698,7 @@ static int gemm_dot_run(gemm_plan *g, int n_threads)
     const nnf_dot_kernel *dk = g->dot;
     const size_t es = dk->elem_size;
     const nnf_int m = g->m, n = g->n, k = g->k;
-    double f64_flops = 2.0 * (double)m * (double)n * (double)k * (double)es / 8.0;
-    int nt = nnf_parallel_threads(n_threads, f64_flops, NNF_GEMM_PARALLEL_MIN_FLOPS);
-    nnf_int tiles = (m + NNF_DOT_MR - 1) / NNF_DOT_MR;
-    if (nt > tiles) {
-        nt = (int)tiles;
-    }
+    int nt = team_size(g, es, (m + NNF_DOT_MR - 1) / NNF_DOT_MR, n_threads);
     g->kc = balanced_block(k, dk->kc, 16);
     g->ld_bt = (min_int(g->kc, k) + 15) / 16 * 16;
     g->bt_bytes = g->rs_b == 1 ? 0 : round_up_64((size_t)(n * g->ld_bt) * es);
@@ -691,14 +709,7 @@ static int gemm_dot_run(gemm_plan *g, int n_threads)
             return NNF_ENOMEM;
         }
     }
-#ifdef _OPENMP
-    if (nt > 1) {
-#pragma omp parallel num_threads(nt)
-        gemm_dot_thread(g, omp_get_thread_num(), omp_get_num_threads());
-        return NNF_OK;
-    }
-#endif
-    gemm_dot_thread(g, 0, 1);
+    run_team(g, nt, gemm_dot_thread);
     return NNF_OK;
 }
 
@@ -719,12 +730,7 @@ static int gemm_run(gemm_plan *g, const nnf_gemm_kernel *kernels, int count, int
     nnf_int panels_n = (min_int(n, kern->nc) + kern->nr - 1) / kern->nr;
     choose_direct(kern, m, n, g->cs_a, g->cs_b, &g->direct_a, &g->direct_b);
     g->split_m = panels_m >= panels_n;
-    double f64_flops = 2.0 * (double)m * (double)n * (double)k * (double)es / 8.0;
-    int nt = nnf_parallel_threads(n_threads, f64_flops, NNF_GEMM_PARALLEL_MIN_FLOPS);
-    nnf_int max_parts = g->split_m ? panels_m : panels_n;
-    if (nt > max_parts) {
-        nt = (int)max_parts;
-    }
+    int nt = team_size(g, es, g->split_m ? panels_m : panels_n, n_threads);
 
     /* Block sizes: even splits of k, n and each thread's rows. MC and NC stay
      * multiples of MR and NR, so the tile grid and the k blocks, and with
@@ -746,14 +752,7 @@ static int gemm_run(gemm_plan *g, const nnf_gemm_kernel *kernels, int count, int
     g->b_packed = ws;
     g->a_packed = ws + (size_t)nt * g->b_bytes;
 
-#ifdef _OPENMP
-    if (nt > 1) {
-#pragma omp parallel num_threads(nt)
-        gemm_thread(g, omp_get_thread_num(), omp_get_num_threads());
-        return NNF_OK;
-    }
-#endif
-    gemm_thread(g, 0, 1);
+    run_team(g, nt, gemm_thread);
     return NNF_OK;
 }
 
