@@ -120,6 +120,23 @@ cdef void _span(cnp.ndarray arr, char **lo, char **hi):
     hi[0] = data + high
 
 
+cdef void _check_pair(cnp.ndarray A, cnp.ndarray B, bint ta, bint tb) except *:
+    """Raise unless op(A) and op(B) share a dtype and the inner dimension."""
+    if cnp.PyArray_TYPE(B) != cnp.PyArray_TYPE(A):
+        raise TypeError(
+            f"gemm: A and B must have the same dtype, got {A.dtype} and {B.dtype}"
+        )
+    cdef nnf_int m = cnp.PyArray_DIMS(A)[1 if ta else 0]
+    cdef nnf_int k = cnp.PyArray_DIMS(A)[0 if ta else 1]
+    cdef nnf_int k_b = cnp.PyArray_DIMS(B)[1 if tb else 0]
+    cdef nnf_int n = cnp.PyArray_DIMS(B)[0 if tb else 1]
+    if k != k_b:
+        raise ValueError(
+            f"gemm: inner dimensions differ, {'A.T' if ta else 'A'} is ({m}, {k}) "
+            f"but {'B.T' if tb else 'B'} is ({k_b}, {n})"
+        )
+
+
 def gemm(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
          n_threads=None):
     """C = alpha * op(A) @ op(B) + beta * C, where op transposes when asked.
@@ -147,22 +164,12 @@ def gemm(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
     cdef cnp.ndarray A = _matrix(a, "A")
     cdef cnp.ndarray B = _matrix(b, "B")
     cdef int typenum = cnp.PyArray_TYPE(A)
-    if cnp.PyArray_TYPE(B) != typenum:
-        raise TypeError(
-            f"gemm: A and B must have the same dtype, got {A.dtype} and {B.dtype}"
-        )
-
     cdef bint ta = bool(trans_a)
     cdef bint tb = bool(trans_b)
+    _check_pair(A, B, ta, tb)
     cdef nnf_int m = cnp.PyArray_DIMS(A)[1 if ta else 0]
     cdef nnf_int k = cnp.PyArray_DIMS(A)[0 if ta else 1]
-    cdef nnf_int k_b = cnp.PyArray_DIMS(B)[1 if tb else 0]
     cdef nnf_int n = cnp.PyArray_DIMS(B)[0 if tb else 1]
-    if k != k_b:
-        raise ValueError(
-            f"gemm: inner dimensions differ, {'A.T' if ta else 'A'} is ({m}, {k}) "
-            f"but {'B.T' if tb else 'B'} is ({k_b}, {n})"
-        )
     cdef nnf_int rs_a = _stride(A, 1 if ta else 0)
     cdef nnf_int cs_a = _stride(A, 0 if ta else 1)
     cdef nnf_int rs_b = _stride(B, 1 if tb else 0)
@@ -222,6 +229,7 @@ def gemm_plan(a, b, trans_a=False, trans_b=False):
     cdef cnp.ndarray B = _matrix(b, "B")
     cdef bint ta = bool(trans_a)
     cdef bint tb = bool(trans_b)
+    _check_pair(A, B, ta, tb)
     cdef char out[64]
     nnf_gemm_plan(
         cnp.PyArray_ITEMSIZE(A),

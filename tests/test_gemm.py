@@ -182,6 +182,14 @@ def test_gemm_dot_plan_beta_zero_ignores_nan(dtype):
     assert_gemm_close(c, _reference.gemm(a, b), a, b, None, False, False, 1.0, 0.0)
 
 
+def test_gemm_plan_checks_operands():
+    a = np.ones((64, 100), np.float32)
+    with pytest.raises(TypeError, match="same dtype, got float32 and float64"):
+        gemm_plan(a, np.ones((100, 10)))
+    with pytest.raises(ValueError, match=r"inner dimensions differ, A.T is \(100, 64\)"):
+        gemm_plan(a, np.ones((100, 10), np.float32), trans_a=True)
+
+
 def test_gemm_plan_names():
     a = np.zeros((256, 128), np.float32)
     assert gemm_plan(a[:2], np.zeros((128, 10), np.float32)) == "rows"
