@@ -1,5 +1,5 @@
 /*
- * AVX2+FMA dot kernels for narrow products: C tiles of up to NNF_DOT_MR x
+ * AVX2+FMA dot kernels for narrow products: C tiles of up to 2 x NNF_DOT_NR
  * NNF_DOT_NR whose elements are dot products of rows contiguous along k.
  *
  * The tile kernels in ukernel_avx2.c put the columns of C in vector lanes, so
@@ -11,7 +11,9 @@
  *
  * A 2 x 6 tile holds 12 accumulators, two A vectors and one Bt vector, 15 of
  * the 16 ymm registers. A 2 x 5 tile still keeps 10 independent FMA chains,
- * more than the 8 that cover the FMA latency on two pipes. The last k steps
+ * more than the 8 that cover the FMA latency on two pipes. C with 1 to 3
+ * columns gets taller tiles (8 x 1, 4 x 2, 3 x 3; nnf_dot_rows), which keep
+ * 8 or 9 chains. The last k steps
  * of a row that is not a multiple of VEC use masked loads, which read no
  * memory in the masked lanes.
  *
@@ -141,15 +143,15 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask64
         const int mr, const int nr, nnf_int kc, const T *a, nnf_int rs_a, const T *bt,     \
         nnf_int rs_bt, T *c, nnf_int rs_c, nnf_int cs_c, T alpha, T beta)                  \
     {                                                                                      \
-        VTYPE acc[NNF_DOT_MR * NNF_DOT_NR + VEC];                                          \
-        _Pragma("GCC unroll 20") for (int t = 0; t < NNF_DOT_MR * NNF_DOT_NR + VEC; t++)   \
+        VTYPE acc[2 * NNF_DOT_NR + VEC];                                                  \
+        _Pragma("GCC unroll 20") for (int t = 0; t < 2 * NNF_DOT_NR + VEC; t++)           \
         {                                                                                  \
             acc[t] = ZERO();                                                               \
         }                                                                                  \
         nnf_int p = 0;                                                                     \
         for (; p + VEC <= kc; p += VEC) {                                                  \
-            VTYPE av[NNF_DOT_MR];                                                          \
-            _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++)                           \
+            VTYPE av[NNF_DOT_MR_MAX];                                                      \
+            _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                           \
             {                                                                              \
                 av[i] = LOADU(a + i * rs_a + p);                                           \
             }                                                                              \
@@ -157,7 +159,7 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask64
             {                                                                              \
                 VTYPE b = LOADU(bt + j * rs_bt + p);                                       \
                 NNF_IN_REGISTER(b);                                                        \
-                _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++)                       \
+                _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                       \
                 {                                                                          \
                     acc[i * nr + j] = FMADD(av[i], b, acc[i * nr + j]);                    \
                 }                                                                          \
@@ -165,15 +167,15 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask64
         }                                                                                  \
         if (p < kc) {                                                                      \
             const __m256i mask = MASK(kc - p);                                             \
-            VTYPE av[NNF_DOT_MR];                                                          \
-            _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++)                           \
+            VTYPE av[NNF_DOT_MR_MAX];                                                      \
+            _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                           \
             {                                                                              \
                 av[i] = MASKLOAD(a + i * rs_a + p, mask);                                  \
             }                                                                              \
             _Pragma("GCC unroll 6") for (int j = 0; j < nr; j++)                           \
             {                                                                              \
                 const VTYPE b = MASKLOAD(bt + j * rs_bt + p, mask);                        \
-                _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++)                       \
+                _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                       \
                 {                                                                          \
                     acc[i * nr + j] = FMADD(av[i], b, acc[i * nr + j]);                    \
                 }                                                                          \
@@ -184,13 +186,13 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask64
             return;                                                                        \
         }                                                                                  \
         /* Lane sums of the accumulators in row-major order, times alpha. */               \
-        T sums[NNF_DOT_MR * NNF_DOT_NR + VEC] __attribute__((aligned(32)));                \
+        T sums[2 * NNF_DOT_NR + VEC] __attribute__((aligned(32)));                         \
         const VTYPE valpha = SET1(alpha);                                                  \
         _Pragma("GCC unroll 4") for (int t = 0; t < mr * nr; t += VEC)                     \
         {                                                                                  \
             STORE(sums + t, MUL(valpha, LANE_SUMS(acc + t)));                              \
         }                                                                                  \
-        _Pragma("GCC unroll 2") for (int i = 0; i < mr; i++)                               \
+        _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                               \
         {                                                                                  \
             _Pragma("GCC unroll 6") for (int j = 0; j < nr; j++)                           \
             {                                                                              \
@@ -239,6 +241,15 @@ NNF_DEFINE_DOT_TILE(double, f64, 4, __m256d, _mm256_loadu_pd, lane_mask64, NNF_M
             NNF_DOT_CASE(SUF, 2, 4)                                                        \
             NNF_DOT_CASE(SUF, 2, 5)                                                        \
             NNF_DOT_CASE(SUF, 2, 6)                                                        \
+            NNF_DOT_CASE(SUF, 3, 1)                                                        \
+            NNF_DOT_CASE(SUF, 3, 2)                                                        \
+            NNF_DOT_CASE(SUF, 3, 3)                                                        \
+            NNF_DOT_CASE(SUF, 4, 1)                                                        \
+            NNF_DOT_CASE(SUF, 4, 2)                                                        \
+            NNF_DOT_CASE(SUF, 5, 1)                                                        \
+            NNF_DOT_CASE(SUF, 6, 1)                                                        \
+            NNF_DOT_CASE(SUF, 7, 1)                                                        \
+            NNF_DOT_CASE(SUF, 8, 1)                                                        \
             default:                                                                       \
                 break;                                                                     \
         }                                                                                  \

@@ -476,7 +476,7 @@ NNF_DEFINE_PACK_BT(float, f32)
 NNF_DEFINE_PACK_BT(double, f64)
 
 /* The dot plan run by thread tid of a team of nt: the thread's share of the
- * NNF_DOT_MR-row tiles of C, one k block at a time. Each tile row is cut into
+ * row tiles of C, one k block at a time. Each tile row is cut into
  * near-equal column tiles of at most NNF_DOT_NR. Unless B's columns are
  * contiguous, each thread packs the k block of Bt into its own buffer. */
 static void gemm_dot_thread(const gemm_plan *g, int tid, int nt)
@@ -485,8 +485,9 @@ static void gemm_dot_thread(const gemm_plan *g, int tid, int nt)
     const ptrdiff_t es = (ptrdiff_t)dk->elem_size;
     const nnf_int m = g->m, n = g->n, k = g->k;
     nnf_int t0, t1;
-    split_range((m + NNF_DOT_MR - 1) / NNF_DOT_MR, nt, tid, &t0, &t1);
-    const nnf_int i_begin = t0 * NNF_DOT_MR, i_end = min_int(t1 * NNF_DOT_MR, m);
+    const int rows = nnf_dot_rows(min_int(n, NNF_DOT_NR));
+    split_range((m + rows - 1) / rows, nt, tid, &t0, &t1);
+    const nnf_int i_begin = t0 * rows, i_end = min_int(t1 * rows, m);
     /* Column tiles [bounds[q], bounds[q + 1]), computed once: divisions in
      * the row loop cost as much as a float64 tile's lane sums. */
     const int groups = (int)((n + NNF_DOT_NR - 1) / NNF_DOT_NR);
@@ -514,8 +515,8 @@ static void gemm_dot_thread(const gemm_plan *g, int tid, int nt)
             bt = bt_packed;
             rs_bt = g->ld_bt;
         }
-        for (nnf_int i0 = i_begin; i0 < i_end; i0 += NNF_DOT_MR) {
-            nnf_int m_cur = min_int(NNF_DOT_MR, i_end - i0);
+        for (nnf_int i0 = i_begin; i0 < i_end; i0 += rows) {
+            nnf_int m_cur = min_int(rows, i_end - i0);
             const char *a = g->a + (i0 * g->rs_a + pc) * es;
             char *c_row = g->c + i0 * g->rs_c * es;
             for (int q = 0; q < groups; q++) {
@@ -698,7 +699,8 @@ static int gemm_dot_run(gemm_plan *g, int n_threads)
     const nnf_dot_kernel *dk = g->dot;
     const size_t es = dk->elem_size;
     const nnf_int m = g->m, n = g->n, k = g->k;
-    int nt = team_size(g, es, (m + NNF_DOT_MR - 1) / NNF_DOT_MR, n_threads);
+    const int rows = nnf_dot_rows(min_int(n, NNF_DOT_NR));
+    int nt = team_size(g, es, (m + rows - 1) / rows, n_threads);
     g->kc = balanced_block(k, dk->kc, 16);
     g->ld_bt = (min_int(g->kc, k) + 15) / 16 * 16;
     g->bt_bytes = g->rs_b == 1 ? 0 : round_up_64((size_t)(n * g->ld_bt) * es);

@@ -126,11 +126,17 @@ typedef struct {
 /*
  * Dot kernel: C[0:m_cur, 0:n_cur] = alpha * A Bt^T + beta * C over kc steps,
  * where row i of A starts at a + i * rs_a and row j of Bt at bt + j * rs_bt,
- * both contiguous along k. m_cur is at most NNF_DOT_MR and n_cur at most
- * NNF_DOT_NR. When *beta is zero, C is written without being read.
+ * both contiguous along k. n_cur is at most NNF_DOT_NR and m_cur at most
+ * nnf_dot_rows(n_cur). When *beta is zero, C is written without being read.
  */
-#define NNF_DOT_MR 2
 #define NNF_DOT_NR 6
+#define NNF_DOT_MR_MAX 8
+/* Rows of a dot tile of `width` columns: 2 from 4 columns up, more for
+ * fewer columns, so that a tile keeps at least 8 FMA chains (9 at 3 x 3). */
+static inline int nnf_dot_rows(nnf_int width)
+{
+    return width >= 4 ? 2 : width == 3 ? 3 : width == 2 ? 4 : 8;
+}
 typedef void (*nnf_dot_fn)(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a,
                            nnf_int rs_a, const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c,
                            nnf_int cs_c, const void *alpha, const void *beta);

@@ -117,11 +117,14 @@ def test_gemm_few_rows_match_reference(n, m, dtype):
 SIMD = _runtime.simd_name() != "generic"
 
 # Narrow products whose A rows and B columns are contiguous along k take the
-# dot plan on AVX2 CPUs: column counts around the 6-column tile, k with a
-# partial last vector, and k over the dot plan's k block (512 float32, 256
+# dot plan on AVX2 CPUs: 1 to 3 columns (taller tiles), column counts around
+# the 6-column tile, k with a partial last vector, and k over the dot plan's k block (512 float32, 256
 # float64 steps).
 DOT_SHAPES = [
     (3, 1, 9),
+    (19, 1, 600),
+    (11, 2, 45),
+    (10, 3, 70),
     (5, 5, 31),
     (7, 6, 64),
     (9, 7, 100),
@@ -359,9 +362,9 @@ def test_gemm_zero_size(shape, dtype):
 @pytest.mark.parametrize(
     "shape",
     [(512, 96, 300), (24, 700, 64), (300, 300, 300), (20, 2000, 300), (37, 8300, 600),
-     (301, 10, 700)],
+     (301, 10, 700), (333, 1, 3000)],
     ids=["tall", "short-wide", "square", "short-wide-k-blocks", "short-wide-n-blocks",
-         "narrow-dot-k-blocks"],
+         "narrow-dot-k-blocks", "one-column-dot"],
 )
 def test_gemm_same_result_for_any_thread_count(shape, dtype):
     # Short, wide shapes split the columns between threads over several k
