@@ -9,7 +9,7 @@
  * A rows contiguous along k (read in place) and B columns contiguous along
  * k (gemm.c packs them as the rows of Bt unless B already has them so).
  *
- * A 2 x 6 tile holds 12 accumulators, two A vectors and one Bt vector, 15 of
+ * A 2 x 6 tile uses 12 accumulators, two A vectors and one Bt vector, 15 of
  * the 16 ymm registers. A 2 x 5 tile still keeps 10 independent FMA chains,
  * more than the 8 that cover the FMA latency on two pipes. C with 1 to 3
  * columns gets taller tiles (8 x 1, 4 x 2, 3 x 3; nnf_dot_rows), which keep
@@ -57,9 +57,8 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256d lane_sums4_
 
 /*
  * Store alpha times the lane sums of an mr x nr tile (acc in row-major
- * order) to rows of C with unit column stride, for beta zero: each row's
- * sums come out of one vector of lane sums, stored with whole-vector and
- * partial stores instead of one scalar at a time.
+ * order) to rows of C with unit column stride, for beta zero. Each row's
+ * sums leave one vector of lane sums through whole and partial stores.
  */
 static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void store_sums_f32(
     const int mr, const int nr, const __m256 *acc, float *c, nnf_int rs_c, float alpha)

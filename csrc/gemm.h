@@ -135,7 +135,16 @@ typedef struct {
  * fewer columns, so that a tile keeps at least 8 FMA chains (9 at 3 x 3). */
 static inline int nnf_dot_rows(nnf_int width)
 {
-    return width >= 4 ? 2 : width == 3 ? 3 : width == 2 ? 4 : 8;
+    if (width >= 4) {
+        return 2;
+    }
+    if (width == 3) {
+        return 3;
+    }
+    if (width == 2) {
+        return 4;
+    }
+    return 8;
 }
 typedef void (*nnf_dot_fn)(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a,
                            nnf_int rs_a, const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c,

@@ -117,9 +117,9 @@ def test_gemm_few_rows_match_reference(n, m, dtype):
 SIMD = _runtime.simd_name() != "generic"
 
 # Narrow products whose A rows and B columns are contiguous along k take the
-# dot plan on AVX2 CPUs: 1 to 3 columns (taller tiles), column counts around
-# the 6-column tile, k with a partial last vector, and k over the dot plan's k block (512 float32, 256
-# float64 steps).
+# dot plan on AVX2 CPUs. The shapes cover 1 to 3 columns (taller tiles),
+# column counts around the 6-column tile, k with a partial last vector, and
+# k over one k block (512 float32 or 256 float64 steps).
 DOT_SHAPES = [
     (3, 1, 9),
     (19, 1, 600),
