@@ -30,6 +30,7 @@
 #include <immintrin.h>
 
 #include "store_lanes_avx2.h"
+#include "transpose_avx2.h"
 
 /* Sum each of v[0..7] across its lanes; lane i of the result is v[i]'s sum. */
 static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256 lane_sums8_f32(
@@ -256,5 +257,61 @@ NNF_DEFINE_DOT_TILE(double, f64, 4, __m256d, _mm256_loadu_pd, lane_mask64, NNF_M
 
 NNF_DEFINE_DOT(float, f32)
 NNF_DEFINE_DOT(double, f64)
+
+/*
+ * Bt packing from a B with unit column stride: VEC x VEC blocks are loaded
+ * as rows of B, transposed in registers and stored as rows of Bt. A last
+ * group of fewer than VEC columns is read with masked loads; k steps past
+ * the last whole block are copied one value at a time. `whole` is a
+ * compile-time constant at each call, 1 when the group has VEC columns.
+ */
+#define NNF_DEFINE_PACK_BT_GROUP(T, SUF, VEC, VTYPE, LOADU, MASK, MASKLOAD, STOREU, TRANSPOSE) \
+    static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void pack_bt_group_##SUF( \
+        const int whole, int width, nnf_int kc, const T *b, nnf_int rs_b, T *bt,           \
+        nnf_int ld_bt)                                                                     \
+    {                                                                                      \
+        const __m256i mask = MASK(width);                                                  \
+        nnf_int p = 0;                                                                     \
+        for (; p + VEC <= kc; p += VEC) {                                                  \
+            VTYPE r[VEC];                                                                  \
+            _Pragma("GCC unroll 8") for (int i = 0; i < VEC; i++)                          \
+            {                                                                              \
+                const T *src = b + (p + i) * rs_b;                                         \
+                r[i] = whole ? LOADU(src) : MASKLOAD(src, mask);                           \
+            }                                                                              \
+            TRANSPOSE(r);                                                                  \
+            _Pragma("GCC unroll 8") for (int j = 0; j < VEC; j++)                          \
+            {                                                                              \
+                if (whole || j < width) {                                                  \
+                    STOREU(bt + j * ld_bt + p, r[j]);                                      \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        for (; p < kc; p++) {                                                              \
+            for (int j = 0; j < width; j++) {                                              \
+                bt[j * ld_bt + p] = b[p * rs_b + j];                                       \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    NNF_TARGET_AVX2 void nnf_pack_bt_avx2_##SUF(nnf_int n, nnf_int kc, const void *b_,     \
+                                                nnf_int rs_b, void *bt_, nnf_int ld_bt)    \
+    {                                                                                      \
+        const T *b = (const T *)b_;                                                        \
+        T *bt = (T *)bt_;                                                                  \
+        nnf_int j0 = 0;                                                                    \
+        for (; j0 + VEC <= n; j0 += VEC) {                                                 \
+            pack_bt_group_##SUF(1, VEC, kc, b + j0, rs_b, bt + j0 * ld_bt, ld_bt);         \
+        }                                                                                  \
+        if (j0 < n) {                                                                      \
+            pack_bt_group_##SUF(0, (int)(n - j0), kc, b + j0, rs_b, bt + j0 * ld_bt,       \
+                                ld_bt);                                                    \
+        }                                                                                  \
+    }
+
+NNF_DEFINE_PACK_BT_GROUP(float, f32, 8, __m256, _mm256_loadu_ps, lane_mask32, NNF_MASKLOAD_F32,
+                         _mm256_storeu_ps, transpose8_f32)
+NNF_DEFINE_PACK_BT_GROUP(double, f64, 4, __m256d, _mm256_loadu_pd, lane_mask64,
+                         NNF_MASKLOAD_F64, _mm256_storeu_pd, transpose4_f64)
 
 #endif

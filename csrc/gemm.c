@@ -234,8 +234,10 @@ static const nnf_gemm_kernel kernels_avx2_f64[] = {
 /* Dot kernels. A k block of Bt with two tiles' columns (2 * NNF_DOT_NR rows)
  * fills three quarters of L1: 512 float32 or 256 float64 steps. */
 #define NNF_DOT_KC(bytes) NNF_ROUND_DOWN(NNF_L1D_BYTES * 3 / 4 / (2 * NNF_DOT_NR * (bytes)), 16)
-static const nnf_dot_kernel dot_avx2_f32 = {sizeof(float), 8, NNF_DOT_KC(4), nnf_dot_avx2_f32};
-static const nnf_dot_kernel dot_avx2_f64 = {sizeof(double), 4, NNF_DOT_KC(8), nnf_dot_avx2_f64};
+static const nnf_dot_kernel dot_avx2_f32 = {sizeof(float), 8, NNF_DOT_KC(4), nnf_dot_avx2_f32,
+                                            nnf_pack_bt_avx2_f32};
+static const nnf_dot_kernel dot_avx2_f64 = {sizeof(double), 4, NNF_DOT_KC(8), nnf_dot_avx2_f64,
+                                            nnf_pack_bt_avx2_f64};
 #endif
 
 /* Return the dot kernel for the current SIMD level, or NULL. */
@@ -507,7 +509,9 @@ static void gemm_dot_thread(const gemm_plan *g, int tid, int nt)
         const char *bt = g->b + pc * es;
         nnf_int rs_bt = g->cs_b;
         if (g->rs_b != 1) {
-            if (es == (ptrdiff_t)sizeof(float)) {
+            if (g->cs_b == 1) {
+                dk->pack_bt_rows(n, kc, g->b + pc * g->rs_b * es, g->rs_b, bt_packed, g->ld_bt);
+            } else if (es == (ptrdiff_t)sizeof(float)) {
                 pack_bt_f32(g, pc, kc, (float *)bt_packed);
             } else {
                 pack_bt_f64(g, pc, kc, (double *)bt_packed);

@@ -150,11 +150,19 @@ typedef void (*nnf_dot_fn)(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void 
                            nnf_int rs_a, const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c,
                            nnf_int cs_c, const void *alpha, const void *beta);
 
+/*
+ * Bt packing for a B with unit column stride: copy the kc x n block whose
+ * element (p, j) is b[p * rs_b + j] to bt[j * ld_bt + p].
+ */
+typedef void (*nnf_pack_bt_fn)(nnf_int n, nnf_int kc, const void *b, nnf_int rs_b, void *bt,
+                               nnf_int ld_bt);
+
 typedef struct {
     size_t elem_size;
     int vec;          /* lanes per vector: kc steps per FMA */
     nnf_int kc;       /* largest k block */
     nnf_dot_fn dot;
+    nnf_pack_bt_fn pack_bt_rows; /* Bt from a B with unit column stride */
 } nnf_dot_kernel;
 
 void nnf_dot_avx2_f32(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a, nnf_int rs_a,
@@ -163,6 +171,10 @@ void nnf_dot_avx2_f32(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a, n
 void nnf_dot_avx2_f64(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a, nnf_int rs_a,
                       const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c, nnf_int cs_c,
                       const void *alpha, const void *beta);
+void nnf_pack_bt_avx2_f32(nnf_int n, nnf_int kc, const void *b, nnf_int rs_b, void *bt,
+                          nnf_int ld_bt);
+void nnf_pack_bt_avx2_f64(nnf_int n, nnf_int kc, const void *b, nnf_int rs_b, void *bt,
+                          nnf_int ld_bt);
 
 /*
  * Products with at most this many rows of C whose B rows are contiguous go

@@ -139,6 +139,8 @@ NNF_DEFINE_PACK(double, f64)
 
 #include <immintrin.h>
 
+#include "transpose_avx2.h"
+
 /*
  * AVX2 packing of full panels whose rows are contiguous along k (inc_k == 1,
  * a row-major A or a transposed B): a register transpose turns 4 (float64)
@@ -154,20 +156,16 @@ static NNF_TARGET_AVX2 void pack_transposed_f64(nnf_int kc, const double *x, nnf
     nnf_int p = 0;
     for (; p + 4 <= kc; p += 4) {
         for (int r = 0; r < rows4; r += 4) {
-            const double *xr = x + r * inc_mn + p;
-            __m256d v0 = _mm256_loadu_pd(xr);
-            __m256d v1 = _mm256_loadu_pd(xr + inc_mn);
-            __m256d v2 = _mm256_loadu_pd(xr + 2 * inc_mn);
-            __m256d v3 = _mm256_loadu_pd(xr + 3 * inc_mn);
-            __m256d t0 = _mm256_unpacklo_pd(v0, v1);
-            __m256d t1 = _mm256_unpackhi_pd(v0, v1);
-            __m256d t2 = _mm256_unpacklo_pd(v2, v3);
-            __m256d t3 = _mm256_unpackhi_pd(v2, v3);
-            double *o = out + p * width + r;
-            _mm256_storeu_pd(o, _mm256_permute2f128_pd(t0, t2, 0x20));
-            _mm256_storeu_pd(o + width, _mm256_permute2f128_pd(t1, t3, 0x20));
-            _mm256_storeu_pd(o + 2 * width, _mm256_permute2f128_pd(t0, t2, 0x31));
-            _mm256_storeu_pd(o + 3 * width, _mm256_permute2f128_pd(t1, t3, 0x31));
+            __m256d v[4];
+            #pragma GCC unroll 8
+            for (int i = 0; i < 4; i++) {
+                v[i] = _mm256_loadu_pd(x + (r + i) * inc_mn + p);
+            }
+            transpose4_f64(v);
+            #pragma GCC unroll 8
+            for (int q = 0; q < 4; q++) {
+                _mm256_storeu_pd(out + (p + q) * width + r, v[q]);
+            }
         }
         for (int r = rows4; r < width; r++) {
             for (int q = 0; q < 4; q++) {
@@ -182,42 +180,20 @@ static NNF_TARGET_AVX2 void pack_transposed_f64(nnf_int kc, const double *x, nnf
     }
 }
 
-static NNF_TARGET_AVX2 void transpose8_f32(const float *x, nnf_int inc_mn, float *o,
-                                           nnf_int width)
+/* Transpose 8 k steps of 8 rows of x into 8 k steps of the panel at o. */
+static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void transpose8_store_f32(
+    const float *x, nnf_int inc_mn, float *o, nnf_int width)
 {
-    __m256 r0 = _mm256_loadu_ps(x);
-    __m256 r1 = _mm256_loadu_ps(x + inc_mn);
-    __m256 r2 = _mm256_loadu_ps(x + 2 * inc_mn);
-    __m256 r3 = _mm256_loadu_ps(x + 3 * inc_mn);
-    __m256 r4 = _mm256_loadu_ps(x + 4 * inc_mn);
-    __m256 r5 = _mm256_loadu_ps(x + 5 * inc_mn);
-    __m256 r6 = _mm256_loadu_ps(x + 6 * inc_mn);
-    __m256 r7 = _mm256_loadu_ps(x + 7 * inc_mn);
-    __m256 t0 = _mm256_unpacklo_ps(r0, r1);
-    __m256 t1 = _mm256_unpackhi_ps(r0, r1);
-    __m256 t2 = _mm256_unpacklo_ps(r2, r3);
-    __m256 t3 = _mm256_unpackhi_ps(r2, r3);
-    __m256 t4 = _mm256_unpacklo_ps(r4, r5);
-    __m256 t5 = _mm256_unpackhi_ps(r4, r5);
-    __m256 t6 = _mm256_unpacklo_ps(r6, r7);
-    __m256 t7 = _mm256_unpackhi_ps(r6, r7);
-    /* u0 is k step 0 of rows 0-3 (low half) and k step 4 (high half). */
-    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44);
-    __m256 u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44);
-    __m256 u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44);
-    __m256 u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44);
-    __m256 u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
-    _mm256_storeu_ps(o + width, _mm256_permute2f128_ps(u1, u5, 0x20));
-    _mm256_storeu_ps(o + 2 * width, _mm256_permute2f128_ps(u2, u6, 0x20));
-    _mm256_storeu_ps(o + 3 * width, _mm256_permute2f128_ps(u3, u7, 0x20));
-    _mm256_storeu_ps(o + 4 * width, _mm256_permute2f128_ps(u0, u4, 0x31));
-    _mm256_storeu_ps(o + 5 * width, _mm256_permute2f128_ps(u1, u5, 0x31));
-    _mm256_storeu_ps(o + 6 * width, _mm256_permute2f128_ps(u2, u6, 0x31));
-    _mm256_storeu_ps(o + 7 * width, _mm256_permute2f128_ps(u3, u7, 0x31));
+    __m256 v[8];
+    #pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        v[i] = _mm256_loadu_ps(x + i * inc_mn);
+    }
+    transpose8_f32(v);
+    #pragma GCC unroll 8
+    for (int q = 0; q < 8; q++) {
+        _mm256_storeu_ps(o + q * width, v[q]);
+    }
 }
 
 static NNF_TARGET_AVX2 void transpose4_f32(const float *x, nnf_int inc_mn, float *o,
@@ -242,7 +218,7 @@ static NNF_TARGET_AVX2 void pack_transposed_f32(nnf_int kc, const float *x, nnf_
     nnf_int p = 0;
     for (; p + 8 <= kc; p += 8) {
         for (int r = 0; r < rows8; r += 8) {
-            transpose8_f32(x + r * inc_mn + p, inc_mn, out + p * width + r, width);
+            transpose8_store_f32(x + r * inc_mn + p, inc_mn, out + p * width + r, width);
         }
         if (rows4 > rows8) {
             transpose4_f32(x + rows8 * inc_mn + p, inc_mn, out + p * width + rows8, width);

@@ -161,6 +161,44 @@ def test_gemm_dot_plan_matches_reference(shape, dtype):
                     raise AssertionError(f"A {a_name}, {name}: {error}") from None
 
 
+# Row-major B reaches the dot plan through the transposing Bt packer. The
+# shapes cover column groups of whole vectors and masked partial ones, k
+# steps past the last whole block and k over one k block.
+PACKED_BT_CASES = [
+    (dtype, shape)
+    for dtype in DTYPES
+    for shape in [(11, 2, 45), (10, 3, 70), (64, 10, 128), (17, 13, 250), (21, 10, 1030)]
+] + [(np.float32, (40, 24, 300))]
+
+
+@pytest.mark.skipif(not SIMD, reason="the dot plan needs AVX2")
+@pytest.mark.parametrize(
+    "dtype, shape", PACKED_BT_CASES,
+    ids=[f"{np.dtype(d).name}-{'x'.join(map(str, s))}" for d, s in PACKED_BT_CASES],
+)
+def test_gemm_dot_plan_packs_row_major_b(dtype, shape):
+    m, n, k = shape
+    rng = rng_for("dot packed Bt", shape, np.dtype(dtype).name)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    b_rows = np.ascontiguousarray(b.T)
+    assert gemm_plan(a, b) == "dot"
+    assert gemm_plan(a, b_rows, trans_b=True) == "dot"
+    # Packing only moves values, so the result must equal, bit for bit, the
+    # one from B^T's rows read in place.
+    want = gemm(a, b_rows, c0.copy(), False, True, -0.5, 0.25)
+    padded = np.zeros((k, n + 3), dtype)
+    padded[:, 1:n + 1] = b
+    reversed_rows = np.ascontiguousarray(b[::-1])[::-1]
+    for name, view in (("row-major", b), ("padded rows", padded[:, 1:n + 1]),
+                       ("reversed rows", reversed_rows)):
+        got = gemm(a, view, c0.copy(), False, False, -0.5, 0.25)
+        np.testing.assert_array_equal(got, want, err_msg=f"B {name}")
+    assert_gemm_close(want, _reference.gemm(a, b, c0.copy(), alpha=-0.5, beta=0.25),
+                      a, b, c0, False, False, -0.5, 0.25)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_gemm_dot_plan_on_transposed_product(dtype):
     # A short C whose B rows hold k contiguously: nnfast computes C^T with
