@@ -29,7 +29,7 @@
 
 #include <immintrin.h>
 
-#include "store_lanes_avx2.h"
+#include "lanes_avx2.h"
 #include "transpose_avx2.h"
 
 /* Sum each of v[0..7] across its lanes; lane i of the result is v[i]'s sum. */
@@ -109,20 +109,6 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void store_sums_f64
             }
         }
     }
-}
-
-/* Mask of the first r lanes of an 8 x 32-bit vector, 0 <= r <= 8. */
-static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask32(nnf_int r)
-{
-    const __m256i index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), index);
-}
-
-/* Mask of the first r lanes of a 4 x 64-bit vector, 0 <= r <= 4. */
-static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask64(nnf_int r)
-{
-    const __m256i index = _mm256_setr_epi64x(0, 1, 2, 3);
-    return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)r), index);
 }
 
 /* Keep v in a register: without this GCC folds the Bt load into each of the

@@ -139,6 +139,7 @@ NNF_DEFINE_PACK(double, f64)
 
 #include <immintrin.h>
 
+#include "lanes_avx2.h"
 #include "transpose_avx2.h"
 
 /*
@@ -238,17 +239,60 @@ static NNF_TARGET_AVX2 void pack_transposed_f32(nnf_int kc, const float *x, nnf_
     }
 }
 
-#define NNF_DEFINE_PACK_AVX2(T, SUF)                                                         \
+/*
+ * The last, partial panel of a block whose rows are adjacent (inc_mn == 1),
+ * for a width of whole vectors (the B panels): each k step is `rows`
+ * adjacent values, read with whole and masked loads, whose masked lanes are
+ * zero, and stored as width / VEC whole vectors. The generic loop zeroes and
+ * copies one value at a time, which cost more than the micro-kernel itself
+ * on products with a short k block.
+ */
+#define NNF_PACK_EDGE_MAX_VECS 4
+
+#define NNF_DEFINE_PACK_EDGE_AVX2(T, SUF, VEC, VTYPE, MASK, MASKLOAD, STOREU)                 \
+    static NNF_TARGET_AVX2 void pack_edge_rows_##SUF(int rows, nnf_int kc, const T *x,     \
+                                                     nnf_int inc_k, int width, T *out)     \
+    {                                                                                      \
+        const int vecs = width / VEC;                                                      \
+        __m256i mask[NNF_PACK_EDGE_MAX_VECS];                                              \
+        for (int v = 0; v < vecs; v++) {                                                   \
+            int live = rows - v * VEC;                                                     \
+            mask[v] = MASK(live < 0 ? 0 : live > VEC ? VEC : live);                        \
+        }                                                                                  \
+        for (nnf_int p = 0; p < kc; p++) {                                                 \
+            const T *src = x + p * inc_k;                                                  \
+            T *dst = out + p * width;                                                      \
+            for (int v = 0; v < vecs; v++) {                                               \
+                STOREU(dst + v * VEC, MASKLOAD(src + v * VEC, mask[v]));                   \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+NNF_DEFINE_PACK_EDGE_AVX2(float, f32, 8, __m256, lane_mask32, _mm256_maskload_ps,
+                          _mm256_storeu_ps)
+NNF_DEFINE_PACK_EDGE_AVX2(double, f64, 4, __m256d, lane_mask64, _mm256_maskload_pd,
+                          _mm256_storeu_pd)
+
+#define NNF_DEFINE_PACK_AVX2(T, SUF, VEC)                                                    \
     void nnf_pack_avx2_##SUF(nnf_int mn, nnf_int kc, const void *x, nnf_int inc_mn,        \
                              nnf_int inc_k, int width, void *packed)                       \
     {                                                                                      \
+        const T *xt = (const T *)x;                                                        \
+        T *out = (T *)packed;                                                              \
+        nnf_int full = mn / width * width;                                                 \
+        if (inc_mn == 1 && full < mn && width % VEC == 0 &&                                \
+            width <= NNF_PACK_EDGE_MAX_VECS * VEC) {                                       \
+            if (full > 0) {                                                                \
+                nnf_pack_##SUF(full, kc, x, inc_mn, inc_k, width, packed);                 \
+            }                                                                              \
+            pack_edge_rows_##SUF((int)(mn - full), kc, xt + full, inc_k, width,            \
+                                 out + full * kc);                                         \
+            return;                                                                        \
+        }                                                                                  \
         if (inc_k != 1 || inc_mn == 1) {                                                   \
             nnf_pack_##SUF(mn, kc, x, inc_mn, inc_k, width, packed);                       \
             return;                                                                        \
         }                                                                                  \
-        const T *xt = (const T *)x;                                                        \
-        T *out = (T *)packed;                                                              \
-        nnf_int full = mn / width * width;                                                 \
         for (nnf_int i = 0; i < full; i += width) {                                        \
             pack_transposed_##SUF(kc, xt + i * inc_mn, inc_mn, width, out + i * kc);       \
         }                                                                                  \
@@ -258,7 +302,7 @@ static NNF_TARGET_AVX2 void pack_transposed_f32(nnf_int kc, const float *x, nnf_
         }                                                                                  \
     }
 
-NNF_DEFINE_PACK_AVX2(float, f32)
-NNF_DEFINE_PACK_AVX2(double, f64)
+NNF_DEFINE_PACK_AVX2(float, f32, 8)
+NNF_DEFINE_PACK_AVX2(double, f64, 4)
 
 #endif /* NNF_X86_KERNELS */

@@ -22,7 +22,7 @@
 
 #include <immintrin.h>
 
-#include "store_lanes_avx2.h"
+#include "lanes_avx2.h"
 
 /* Store alpha * tile + beta * C for an edge tile or a C whose columns are
  * not contiguous, reading C only when beta is nonzero. The loop runs along

@@ -1,11 +1,26 @@
 /*
- * Partial-vector stores shared by the AVX2 kernels. Include only inside
+ * Partial vectors in the AVX2 kernels: lane masks for masked loads, and
+ * stores of the first lanes of a vector. Include only inside
  * #ifdef NNF_X86_KERNELS, after <immintrin.h>.
  */
-#ifndef NNFAST_STORE_LANES_AVX2_H
-#define NNFAST_STORE_LANES_AVX2_H
+#ifndef NNFAST_LANES_AVX2_H
+#define NNFAST_LANES_AVX2_H
 
 #include "gemm.h"
+
+/* Mask of the first r lanes of an 8 x 32-bit vector, 0 <= r <= 8. */
+static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask32(nnf_int r)
+{
+    const __m256i index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), index);
+}
+
+/* Mask of the first r lanes of a 4 x 64-bit vector, 0 <= r <= 4. */
+static inline __attribute__((always_inline)) NNF_TARGET_AVX2 __m256i lane_mask64(nnf_int r)
+{
+    const __m256i index = _mm256_setr_epi64x(0, 1, 2, 3);
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)r), index);
+}
 
 /* Store the first r lanes of v at dst, 0 < r < 8, with 128-, 64- and 32-bit
  * stores. AVX2's masked stores were no faster than scalar ones on Zen 4. */
