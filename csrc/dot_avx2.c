@@ -196,14 +196,42 @@ NNF_DEFINE_DOT_TILE(double, f64, 4, __m256d, _mm256_loadu_pd, lane_mask64, NNF_M
                     _mm256_setzero_pd, _mm256_fmadd_pd, _mm256_mul_pd, _mm256_set1_pd,
                     _mm256_store_pd, lane_sums4_f64, store_sums_f64)
 
-/* Dispatch a tile of m_cur x n_cur to the body instantiated for that shape. */
+/* Run tiles of MR x NR from row i while they fit in m; the body is inlined
+ * for that shape, so the row loop costs no call per tile. */
 #define NNF_DOT_CASE(SUF, MR, NR)                                                            \
     case (MR) * 8 + (NR):                                                                  \
-        dot_tile_##SUF(MR, NR, kc, a, rs_a, bt, rs_bt, c, rs_c, cs_c, alpha, beta);        \
+        for (; i + (MR) <= m; i += (MR)) {                                                 \
+            dot_tile_##SUF(MR, NR, kc, a + i * rs_a, rs_a, bt, rs_bt, c + i * rs_c, rs_c,  \
+                           cs_c, alpha, beta);                                             \
+        }                                                                                  \
         break;
 
+#define NNF_DOT_CASES(SUF)                                                                   \
+    NNF_DOT_CASE(SUF, 1, 1)                                                                \
+    NNF_DOT_CASE(SUF, 1, 2)                                                                \
+    NNF_DOT_CASE(SUF, 1, 3)                                                                \
+    NNF_DOT_CASE(SUF, 1, 4)                                                                \
+    NNF_DOT_CASE(SUF, 1, 5)                                                                \
+    NNF_DOT_CASE(SUF, 1, 6)                                                                \
+    NNF_DOT_CASE(SUF, 2, 1)                                                                \
+    NNF_DOT_CASE(SUF, 2, 2)                                                                \
+    NNF_DOT_CASE(SUF, 2, 3)                                                                \
+    NNF_DOT_CASE(SUF, 2, 4)                                                                \
+    NNF_DOT_CASE(SUF, 2, 5)                                                                \
+    NNF_DOT_CASE(SUF, 2, 6)                                                                \
+    NNF_DOT_CASE(SUF, 3, 1)                                                                \
+    NNF_DOT_CASE(SUF, 3, 2)                                                                \
+    NNF_DOT_CASE(SUF, 3, 3)                                                                \
+    NNF_DOT_CASE(SUF, 4, 1)                                                                \
+    NNF_DOT_CASE(SUF, 4, 2)                                                                \
+    NNF_DOT_CASE(SUF, 5, 1)                                                                \
+    NNF_DOT_CASE(SUF, 6, 1)                                                                \
+    NNF_DOT_CASE(SUF, 7, 1)                                                                \
+    NNF_DOT_CASE(SUF, 8, 1)
+
+/* Whole tiles of `rows` rows, then one tile of the rows left over. */
 #define NNF_DEFINE_DOT(T, SUF)                                                               \
-    NNF_TARGET_AVX2 void nnf_dot_avx2_##SUF(nnf_int m_cur, nnf_int n_cur, nnf_int kc,      \
+    NNF_TARGET_AVX2 void nnf_dot_avx2_##SUF(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, \
                                             const void *a_, nnf_int rs_a, const void *bt_, \
                                             nnf_int rs_bt, void *c_, nnf_int rs_c,         \
                                             nnf_int cs_c, const void *alpha_,              \
@@ -214,30 +242,18 @@ NNF_DEFINE_DOT_TILE(double, f64, 4, __m256d, _mm256_loadu_pd, lane_mask64, NNF_M
         T *c = (T *)c_;                                                                    \
         const T alpha = *(const T *)alpha_;                                                \
         const T beta = *(const T *)beta_;                                                  \
-        switch (m_cur * 8 + n_cur) {                                                       \
-            NNF_DOT_CASE(SUF, 1, 1)                                                        \
-            NNF_DOT_CASE(SUF, 1, 2)                                                        \
-            NNF_DOT_CASE(SUF, 1, 3)                                                        \
-            NNF_DOT_CASE(SUF, 1, 4)                                                        \
-            NNF_DOT_CASE(SUF, 1, 5)                                                        \
-            NNF_DOT_CASE(SUF, 1, 6)                                                        \
-            NNF_DOT_CASE(SUF, 2, 1)                                                        \
-            NNF_DOT_CASE(SUF, 2, 2)                                                        \
-            NNF_DOT_CASE(SUF, 2, 3)                                                        \
-            NNF_DOT_CASE(SUF, 2, 4)                                                        \
-            NNF_DOT_CASE(SUF, 2, 5)                                                        \
-            NNF_DOT_CASE(SUF, 2, 6)                                                        \
-            NNF_DOT_CASE(SUF, 3, 1)                                                        \
-            NNF_DOT_CASE(SUF, 3, 2)                                                        \
-            NNF_DOT_CASE(SUF, 3, 3)                                                        \
-            NNF_DOT_CASE(SUF, 4, 1)                                                        \
-            NNF_DOT_CASE(SUF, 4, 2)                                                        \
-            NNF_DOT_CASE(SUF, 5, 1)                                                        \
-            NNF_DOT_CASE(SUF, 6, 1)                                                        \
-            NNF_DOT_CASE(SUF, 7, 1)                                                        \
-            NNF_DOT_CASE(SUF, 8, 1)                                                        \
+        nnf_int i = 0;                                                                     \
+        switch (rows * 8 + n_cur) {                                                        \
+            NNF_DOT_CASES(SUF)                                                             \
             default:                                                                       \
                 break;                                                                     \
+        }                                                                                  \
+        if (i < m) {                                                                       \
+            switch ((m - i) * 8 + n_cur) {                                                 \
+                NNF_DOT_CASES(SUF)                                                         \
+                default:                                                                   \
+                    break;                                                                 \
+            }                                                                              \
         }                                                                                  \
     }
 

@@ -483,9 +483,10 @@ NNF_DEFINE_PACK_BT(float, f32)
 NNF_DEFINE_PACK_BT(double, f64)
 
 /* The dot plan run by thread tid of a team of nt: the thread's share of the
- * row tiles of C, one k block at a time. Each tile row is cut into
- * near-equal column tiles of at most NNF_DOT_NR. Unless B's columns are
- * contiguous, each thread packs the k block of Bt into its own buffer. */
+ * row tiles of C, one k block at a time. C's columns are cut into near-equal
+ * groups of at most NNF_DOT_NR, and each kernel call runs the tiles of one
+ * group over a chunk of rows. Unless B's columns are contiguous, each
+ * thread packs the k block of Bt into its own buffer. */
 static void gemm_dot_thread(const gemm_plan *g, int tid, int nt)
 {
     const nnf_dot_kernel *dk = g->dot;
@@ -524,14 +525,18 @@ static void gemm_dot_thread(const gemm_plan *g, int tid, int nt)
             bt = bt_packed;
             rs_bt = g->ld_bt;
         }
-        for (nnf_int i0 = i_begin; i0 < i_end; i0 += rows) {
-            nnf_int m_cur = min_int(rows, i_end - i0);
+        /* Chunks of rows whose A block fills about half of L1, so that each
+         * column group after the first reads it from L1. */
+        nnf_int chunk = NNF_ROUND_DOWN(NNF_L1D_BYTES / 2 / ((kc > 0 ? kc : 1) * es), rows);
+        chunk = chunk > rows ? chunk : rows;
+        for (nnf_int i0 = i_begin; i0 < i_end; i0 += chunk) {
+            nnf_int m_cur = min_int(chunk, i_end - i0);
             const char *a = g->a + (i0 * g->rs_a + pc) * es;
             char *c_row = g->c + i0 * g->rs_c * es;
             for (int q = 0; q < groups; q++) {
                 nnf_int j0 = bounds[q];
-                dk->dot(m_cur, bounds[q + 1] - j0, kc, a, g->rs_a, bt + j0 * rs_bt * es, rs_bt,
-                        c_row + j0 * g->cs_c * es, g->rs_c, g->cs_c, g->alpha, beta);
+                dk->dot(m_cur, rows, bounds[q + 1] - j0, kc, a, g->rs_a, bt + j0 * rs_bt * es,
+                        rs_bt, c_row + j0 * g->cs_c * es, g->rs_c, g->cs_c, g->alpha, beta);
             }
             if (last_k_block && g->epilogue != NULL) {
                 if (g->swapped) {

@@ -124,10 +124,12 @@ typedef struct {
 } nnf_gemm_kernel;
 
 /*
- * Dot kernel: C[0:m_cur, 0:n_cur] = alpha * A Bt^T + beta * C over kc steps,
+ * Dot kernel: C[0:m, 0:n_cur] = alpha * A Bt^T + beta * C over kc steps,
  * where row i of A starts at a + i * rs_a and row j of Bt at bt + j * rs_bt,
- * both contiguous along k. n_cur is at most NNF_DOT_NR and m_cur at most
- * nnf_dot_rows(n_cur). When *beta is zero, C is written without being read.
+ * both contiguous along k. The kernel runs tiles of `rows` x n_cur, then
+ * one tile of the rows left over; n_cur is at most NNF_DOT_NR and rows at
+ * most nnf_dot_rows(n_cur). When *beta is zero, C is written without being
+ * read.
  */
 #define NNF_DOT_NR 6
 #define NNF_DOT_MR_MAX 8
@@ -146,7 +148,7 @@ static inline int nnf_dot_rows(nnf_int width)
     }
     return 8;
 }
-typedef void (*nnf_dot_fn)(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a,
+typedef void (*nnf_dot_fn)(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, const void *a,
                            nnf_int rs_a, const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c,
                            nnf_int cs_c, const void *alpha, const void *beta);
 
@@ -165,12 +167,12 @@ typedef struct {
     nnf_pack_bt_fn pack_bt_rows; /* Bt from a B with unit column stride */
 } nnf_dot_kernel;
 
-void nnf_dot_avx2_f32(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a, nnf_int rs_a,
-                      const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c, nnf_int cs_c,
-                      const void *alpha, const void *beta);
-void nnf_dot_avx2_f64(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a, nnf_int rs_a,
-                      const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c, nnf_int cs_c,
-                      const void *alpha, const void *beta);
+void nnf_dot_avx2_f32(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, const void *a,
+                      nnf_int rs_a, const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c,
+                      nnf_int cs_c, const void *alpha, const void *beta);
+void nnf_dot_avx2_f64(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, const void *a,
+                      nnf_int rs_a, const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c,
+                      nnf_int cs_c, const void *alpha, const void *beta);
 void nnf_pack_bt_avx2_f32(nnf_int n, nnf_int kc, const void *b, nnf_int rs_b, void *bt,
                           nnf_int ld_bt);
 void nnf_pack_bt_avx2_f64(nnf_int n, nnf_int kc, const void *b, nnf_int rs_b, void *bt,
