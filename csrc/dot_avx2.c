@@ -196,8 +196,8 @@ NNF_DEFINE_DOT_TILE(double, f64, 4, __m256d, _mm256_loadu_pd, lane_mask64, NNF_M
                     _mm256_setzero_pd, _mm256_fmadd_pd, _mm256_mul_pd, _mm256_set1_pd,
                     _mm256_store_pd, lane_sums4_f64, store_sums_f64)
 
-/* Run tiles of MR x NR from row i while they fit in m; the body is inlined
- * for that shape, so the row loop costs no call per tile. */
+/* Run tiles of MR x NR from row i while they fit in m. The body is inlined
+ * for that shape, so the row loop makes no call per tile. */
 #define NNF_DOT_CASE(SUF, MR, NR)                                                            \
     case (MR) * 8 + (NR):                                                                  \
         for (; i + (MR) <= m; i += (MR)) {                                                 \
@@ -263,8 +263,8 @@ NNF_DEFINE_DOT(double, f64)
 /*
  * Bt packing from a B with unit column stride: VEC x VEC blocks are loaded
  * as rows of B, transposed in registers and stored as rows of Bt. A last
- * group of fewer than VEC columns is read with masked loads; k steps past
- * the last whole block are copied one value at a time. `whole` is a
+ * group of fewer than VEC columns is read with masked loads. The k steps
+ * past the last whole block are copied one value at a time. `whole` is a
  * compile-time constant at each call, 1 when the group has VEC columns.
  */
 #define NNF_DEFINE_PACK_BT_GROUP(T, SUF, VEC, VTYPE, LOADU, MASK, MASKLOAD, STOREU, TRANSPOSE) \

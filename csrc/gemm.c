@@ -85,9 +85,9 @@
 #define NNF_DOT_STEP_COST 1.05
 #define NNF_DOT_SUM_COST 2.0
 /* Estimated cycles per element to pack Bt from a B with unit column stride
- * (register transposes in dot_avx2.c): float32 32 x 10 x 128 took 1.16 us
- * with packing and 1.07 us with B's columns read in place, about 0.25
- * cycles for each of the 1280 elements. */
+ * (register transposes in dot_avx2.c). Float32 32 x 10 x 128 took 1.16 us
+ * with packing and 1.07 us with B's columns read in place. That is about
+ * 0.25 cycles for each of the 1280 elements. */
 #define NNF_DOT_PACK_ROWS_COST 0.25
 
 /* ---------------------------------------------------------------------------

@@ -127,7 +127,7 @@ typedef struct {
  * Dot kernel: C[0:m, 0:n_cur] = alpha * A Bt^T + beta * C over kc steps,
  * where row i of A starts at a + i * rs_a and row j of Bt at bt + j * rs_bt,
  * both contiguous along k. The kernel runs tiles of `rows` x n_cur, then
- * one tile of the rows left over; n_cur is at most NNF_DOT_NR and rows at
+ * one tile of the rows left over. n_cur is at most NNF_DOT_NR and rows at
  * most nnf_dot_rows(n_cur). When *beta is zero, C is written without being
  * read.
  */

@@ -241,15 +241,15 @@ static NNF_TARGET_AVX2 void pack_transposed_f32(nnf_int kc, const float *x, nnf_
 
 /*
  * The last, partial panel of a block whose rows are adjacent (inc_mn == 1),
- * for a width of whole vectors (the B panels): each k step is `rows`
- * adjacent values, read with whole and masked loads, whose masked lanes are
- * zero, and stored as width / VEC whole vectors. The generic loop zeroes and
+ * for a width of whole vectors (the B panels). Each k step is `rows`
+ * adjacent values. Masked loads read them and leave the other lanes zero,
+ * and width / VEC whole stores write the step. The generic loop zeroes and
  * copies one value at a time, which cost more than the micro-kernel itself
  * on products with a short k block.
  */
 #define NNF_PACK_EDGE_MAX_VECS 4
 
-#define NNF_DEFINE_PACK_EDGE_AVX2(T, SUF, VEC, VTYPE, MASK, MASKLOAD, STOREU)                 \
+#define NNF_DEFINE_PACK_EDGE_AVX2(T, SUF, VEC, MASK, MASKLOAD, STOREU)                        \
     static NNF_TARGET_AVX2 void pack_edge_rows_##SUF(int rows, nnf_int kc, const T *x,     \
                                                      nnf_int inc_k, int width, T *out)     \
     {                                                                                      \
@@ -257,7 +257,13 @@ static NNF_TARGET_AVX2 void pack_transposed_f32(nnf_int kc, const float *x, nnf_
         __m256i mask[NNF_PACK_EDGE_MAX_VECS];                                              \
         for (int v = 0; v < vecs; v++) {                                                   \
             int live = rows - v * VEC;                                                     \
-            mask[v] = MASK(live < 0 ? 0 : live > VEC ? VEC : live);                        \
+            if (live < 0) {                                                                \
+                live = 0;                                                                  \
+            }                                                                              \
+            if (live > VEC) {                                                              \
+                live = VEC;                                                                \
+            }                                                                              \
+            mask[v] = MASK(live);                                                          \
         }                                                                                  \
         for (nnf_int p = 0; p < kc; p++) {                                                 \
             const T *src = x + p * inc_k;                                                  \
@@ -268,9 +274,9 @@ static NNF_TARGET_AVX2 void pack_transposed_f32(nnf_int kc, const float *x, nnf_
         }                                                                                  \
     }
 
-NNF_DEFINE_PACK_EDGE_AVX2(float, f32, 8, __m256, lane_mask32, _mm256_maskload_ps,
+NNF_DEFINE_PACK_EDGE_AVX2(float, f32, 8, lane_mask32, _mm256_maskload_ps,
                           _mm256_storeu_ps)
-NNF_DEFINE_PACK_EDGE_AVX2(double, f64, 4, __m256d, lane_mask64, _mm256_maskload_pd,
+NNF_DEFINE_PACK_EDGE_AVX2(double, f64, 4, lane_mask64, _mm256_maskload_pd,
                           _mm256_storeu_pd)
 
 #define NNF_DEFINE_PACK_AVX2(T, SUF, VEC)                                                    \

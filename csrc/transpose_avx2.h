@@ -17,8 +17,8 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void transpose8_f32
         t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
     }
-    /* u[h] holds column h of rows 0-3 (low half) and column h + 4 (high half);
-     * u[h + 4] the same for rows 4-7. */
+    /* The low half of u[h] is column h of rows 0-3, its high half column
+     * h + 4. u[h + 4] is the same for rows 4-7. */
     #pragma GCC unroll 8
     for (int h = 0; h < 8; h += 4) {
         u[h] = _mm256_shuffle_ps(t[h], t[h + 2], 0x44);
