@@ -229,7 +229,8 @@ NNF_DEFINE_DOT_TILE(double, f64, 4, __m256d, _mm256_loadu_pd, lane_mask64, NNF_M
     NNF_DOT_CASE(SUF, 7, 1)                                                                \
     NNF_DOT_CASE(SUF, 8, 1)
 
-/* Whole tiles of `rows` rows, then one tile of the rows left over. */
+/* Compute C with whole tiles of `rows` rows, then one tile of the rows left
+ * over. */
 #define NNF_DEFINE_DOT(T, SUF)                                                               \
     NNF_TARGET_AVX2 void nnf_dot_avx2_##SUF(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, \
                                             const void *a_, nnf_int rs_a, const void *bt_, \
@@ -261,11 +262,11 @@ NNF_DEFINE_DOT(float, f32)
 NNF_DEFINE_DOT(double, f64)
 
 /*
- * Bt packing from a B with unit column stride: VEC x VEC blocks are loaded
- * as rows of B, transposed in registers and stored as rows of Bt. A last
- * group of fewer than VEC columns is read with masked loads. The k steps
- * past the last whole block are copied one value at a time. `whole` is a
- * compile-time constant at each call, 1 when the group has VEC columns.
+ * Bt packing from a B with unit column stride. Each VEC x VEC block is
+ * loaded as rows of B, transposed in registers and stored as rows of Bt.
+ * A last group of fewer than VEC columns is read with masked loads. The k
+ * steps past the last whole block are copied one value at a time. `whole`
+ * is a compile-time constant at each call, 1 when the group has VEC columns.
  */
 #define NNF_DEFINE_PACK_BT_GROUP(T, SUF, VEC, VTYPE, LOADU, MASK, MASKLOAD, STOREU, TRANSPOSE) \
     static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void pack_bt_group_##SUF( \

@@ -153,8 +153,8 @@ typedef void (*nnf_dot_fn)(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, const
                            nnf_int cs_c, const void *alpha, const void *beta);
 
 /*
- * Bt packing for a B with unit column stride: copy the kc x n block whose
- * element (p, j) is b[p * rs_b + j] to bt[j * ld_bt + p].
+ * Bt packer for a B with unit column stride: a function that copies the
+ * kc x n block whose element (p, j) is b[p * rs_b + j] to bt[j * ld_bt + p].
  */
 typedef void (*nnf_pack_bt_fn)(nnf_int n, nnf_int kc, const void *b, nnf_int rs_b, void *bt,
                                nnf_int ld_bt);
@@ -164,7 +164,7 @@ typedef struct {
     int vec;          /* lanes per vector: kc steps per FMA */
     nnf_int kc;       /* largest k block */
     nnf_dot_fn dot;
-    nnf_pack_bt_fn pack_bt_rows; /* Bt from a B with unit column stride */
+    nnf_pack_bt_fn pack_bt_rows; /* packer of Bt from a B with unit column stride */
 } nnf_dot_kernel;
 
 void nnf_dot_avx2_f32(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, const void *a,

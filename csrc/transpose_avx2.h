@@ -7,7 +7,7 @@
 
 #include "gemm.h"
 
-/* Transpose the 8 x 8 block whose row i is r[i]: afterwards r[j] holds
+/* Transpose the 8 x 8 block whose row i is r[i], so that r[j] becomes
  * column j. */
 static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void transpose8_f32(__m256 *r)
 {
@@ -33,7 +33,7 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void transpose8_f32
     }
 }
 
-/* Transpose the 4 x 4 block whose row i is r[i]: afterwards r[j] holds
+/* Transpose the 4 x 4 block whose row i is r[i], so that r[j] becomes
  * column j. */
 static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void transpose4_f64(__m256d *r)
 {
