@@ -23,155 +23,16 @@
 #include <immintrin.h>
 
 #include "lanes_avx2.h"
+#include "ukernel_body.h"
 
-/* Store alpha * tile + beta * C for an edge tile or a C whose columns are
- * not contiguous, reading C only when beta is nonzero. The loop runs along
- * whichever C axis is contiguous. */
-#define NNF_MERGE_TILE(T, tile, nr)                                                          \
-    if (rs_c == 1 && cs_c != 1) {                                                          \
-        for (nnf_int j = 0; j < n_cur; j++) {                                              \
-            for (nnf_int i = 0; i < m_cur; i++) {                                          \
-                T *cij = c + i + j * cs_c;                                                 \
-                T t = alpha * (tile)[i * (nr) + j];                                        \
-                *cij = beta == (T)0 ? t : t + beta * *cij;                                 \
-            }                                                                              \
-        }                                                                                  \
-    } else {                                                                               \
-        for (nnf_int i = 0; i < m_cur; i++) {                                              \
-            for (nnf_int j = 0; j < n_cur; j++) {                                          \
-                T *cij = c + i * rs_c + j * cs_c;                                          \
-                T t = alpha * (tile)[i * (nr) + j];                                        \
-                *cij = beta == (T)0 ? t : t + beta * *cij;                                 \
-            }                                                                              \
-        }                                                                                  \
-    }
-
-/*
- * One kernel body per dtype. The tile height mr and the vectors per tile
- * row nv (NR = nv * VEC) are compile-time constants at each instantiation
- * below. After full unrolling GCC and Clang keep the acc array in registers
- * (checked in the generated assembly: no stack accesses in the k loops).
- * VEC is the lanes per ymm register.
- */
-#define NNF_DEFINE_AVX2_BODY(T, SUF, VEC, VTYPE, LOADU, STORE, STOREU, BROADCAST, SET1, ZERO,  \
-                             MUL, FMADD, STORE_LANES)                                      \
-    static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void ukr_avx2_body_##SUF( \
-        const int mr, const int nv, nnf_int m_cur, nnf_int n_cur, nnf_int kc, const T *ap,  \
-        nnf_int rs_a, nnf_int cs_a, const T *bp, nnf_int rs_b, T *c, nnf_int rs_c,         \
-        nnf_int cs_c, T alpha, T beta)                                                     \
-    {                                                                                      \
-        const int nr = nv * VEC;                                                           \
-        const int full = m_cur == mr && n_cur == nr && cs_c == 1;                          \
-        VTYPE acc[NNF_MR_AVX2_MAX][NNF_NV_AVX2_MAX];                                       \
-        VTYPE b[NNF_NV_AVX2_MAX];                                                          \
-        _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                               \
-        {                                                                                  \
-            _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                           \
-            {                                                                              \
-                acc[i][v] = ZERO();                                                        \
-            }                                                                              \
-        }                                                                                  \
-        if (full) {                                                                        \
-            _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                           \
-            {                                                                              \
-                _mm_prefetch((const char *)(c + i * rs_c), _MM_HINT_T0);                   \
-                _mm_prefetch((const char *)(c + i * rs_c + nr - 1), _MM_HINT_T0);          \
-            }                                                                              \
-        }                                                                                  \
-                                                                                           \
-        if (rs_a == 1 && cs_a == mr) {                                                     \
-            /* Packed A: the MR values of each k step are adjacent. */                     \
-            for (nnf_int p = 0; p < kc; p++) {                                             \
-                _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                       \
-                {                                                                          \
-                    b[v] = LOADU(bp + v * VEC);                                            \
-                }                                                                          \
-                _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                       \
-                {                                                                          \
-                    const VTYPE a = BROADCAST(ap + i);                                     \
-                    _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                   \
-                    {                                                                      \
-                        acc[i][v] = FMADD(a, b[v], acc[i][v]);                             \
-                    }                                                                      \
-                }                                                                          \
-                ap += mr;                                                                  \
-                bp += rs_b;                                                                \
-            }                                                                              \
-        } else {                                                                           \
-            /* A read in place: one broadcast per row, from any strides. */                \
-            for (nnf_int p = 0; p < kc; p++) {                                             \
-                _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                       \
-                {                                                                          \
-                    b[v] = LOADU(bp + v * VEC);                                            \
-                }                                                                          \
-                _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                       \
-                {                                                                          \
-                    const VTYPE a = BROADCAST(ap + i * rs_a);                              \
-                    _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                   \
-                    {                                                                      \
-                        acc[i][v] = FMADD(a, b[v], acc[i][v]);                             \
-                    }                                                                      \
-                }                                                                          \
-                ap += cs_a;                                                                \
-                bp += rs_b;                                                                \
-            }                                                                              \
-        }                                                                                  \
-                                                                                           \
-        const VTYPE valpha = SET1(alpha);                                                  \
-        if (full) {                                                                        \
-            const VTYPE vbeta = SET1(beta);                                                \
-            _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                           \
-            {                                                                              \
-                _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                       \
-                {                                                                          \
-                    T *civ = c + i * rs_c + v * VEC;                                       \
-                    VTYPE t = MUL(valpha, acc[i][v]);                                      \
-                    if (beta != (T)0) {                                                    \
-                        t = FMADD(vbeta, LOADU(civ), t);                                   \
-                    }                                                                      \
-                    STOREU(civ, t);                                                        \
-                }                                                                          \
-            }                                                                              \
-            return;                                                                        \
-        }                                                                                  \
-        if (cs_c == 1 && beta == (T)0) {                                                   \
-            /* An edge tile: store the rows and columns that lie inside C. */              \
-            const nnf_int whole = n_cur / VEC;                                             \
-            const int rest = (int)(n_cur % VEC);                                           \
-            _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                           \
-            {                                                                              \
-                if (i < m_cur) {                                                           \
-                    _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                   \
-                    {                                                                      \
-                        T *civ = c + i * rs_c + v * VEC;                                   \
-                        if (v < whole) {                                                   \
-                            STOREU(civ, MUL(valpha, acc[i][v]));                           \
-                        } else if (v == whole && rest > 0) {                               \
-                            STORE_LANES(civ, MUL(valpha, acc[i][v]), rest);                \
-                        }                                                                  \
-                    }                                                                      \
-                }                                                                          \
-            }                                                                              \
-            return;                                                                        \
-        }                                                                                  \
-                                                                                           \
-        T tile[NNF_MR_AVX2_MAX * NNF_NV_AVX2_MAX * VEC] __attribute__((aligned(32)));      \
-        _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                               \
-        {                                                                                  \
-            _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                           \
-            {                                                                              \
-                STORE(tile + i * nr + v * VEC, acc[i][v]);                                 \
-            }                                                                              \
-        }                                                                                  \
-        NNF_MERGE_TILE(T, tile, nr)                                                        \
-    }
-
-NNF_DEFINE_AVX2_BODY(float, f32, 8, __m256, _mm256_loadu_ps, _mm256_store_ps, _mm256_storeu_ps,
-                     _mm256_broadcast_ss, _mm256_set1_ps, _mm256_setzero_ps, _mm256_mul_ps,
-                     _mm256_fmadd_ps, store_lanes_f32)
-NNF_DEFINE_AVX2_BODY(double, f64, 4, __m256d, _mm256_loadu_pd, _mm256_store_pd,
-                     _mm256_storeu_pd, _mm256_broadcast_sd, _mm256_set1_pd, _mm256_setzero_pd,
-                     _mm256_mul_pd, _mm256_fmadd_pd, store_lanes_f64)
+NNF_DEFINE_UKR_BODY(NNF_TARGET_AVX2, ukr_avx2_body_f32, NNF_MR_AVX2_MAX, NNF_NV_AVX2_MAX, float,
+                    8, __m256, _mm256_loadu_ps, _mm256_store_ps, _mm256_storeu_ps,
+                    _mm256_broadcast_ss, _mm256_set1_ps, _mm256_setzero_ps, _mm256_mul_ps,
+                    _mm256_fmadd_ps, store_lanes_f32)
+NNF_DEFINE_UKR_BODY(NNF_TARGET_AVX2, ukr_avx2_body_f64, NNF_MR_AVX2_MAX, NNF_NV_AVX2_MAX, double,
+                    4, __m256d, _mm256_loadu_pd, _mm256_store_pd, _mm256_storeu_pd,
+                    _mm256_broadcast_sd, _mm256_set1_pd, _mm256_setzero_pd, _mm256_mul_pd,
+                    _mm256_fmadd_pd, store_lanes_f64)
 
 /* The exported kernels, one per dtype and tile shape MR x (NV vectors). */
 #define NNF_DEFINE_AVX2_UKR(T, SUF, MR, NV)                                                  \
