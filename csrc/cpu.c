@@ -1,7 +1,10 @@
 /*
  * Run-time choice of the SIMD level. The default build targets baseline
- * x86-64, and the AVX2 kernels are compiled with a target attribute, so they
- * may only run where the CPU reports both AVX2 and FMA.
+ * x86-64, and the SIMD kernels are compiled with target attributes, so the
+ * AVX2 ones may only run where the CPU reports both AVX2 and FMA, and the
+ * AVX-512 ones where it also reports AVX-512 Foundation. The compiler's
+ * feature check also reads XCR0 (XGETBV), so a level counts only where the
+ * OS saves its registers.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +16,7 @@ static int detect_cpu_level(void)
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        return NNF_SIMD_AVX2;
+        return __builtin_cpu_supports("avx512f") ? NNF_SIMD_AVX512 : NNF_SIMD_AVX2;
     }
 #endif
     return NNF_SIMD_GENERIC;
@@ -28,6 +31,8 @@ int nnf_simd_level(void)
         const char *forced = getenv("NNFAST_SIMD");
         if (forced != NULL && strcmp(forced, "generic") == 0) {
             detected = NNF_SIMD_GENERIC;
+        } else if (forced != NULL && strcmp(forced, "avx2") == 0 && detected > NNF_SIMD_AVX2) {
+            detected = NNF_SIMD_AVX2;
         }
         level = detected;
     }
@@ -39,6 +44,8 @@ const char *nnf_simd_name(int level)
     switch (level) {
     case NNF_SIMD_AVX2:
         return "avx2+fma";
+    case NNF_SIMD_AVX512:
+        return "avx512";
     default:
         return "generic";
     }

@@ -45,6 +45,18 @@ extern "C" {
 #define NNF_MR_AVX2_MAX 6
 #define NNF_NV_AVX2_MAX 3
 
+/*
+ * AVX-512: MR x 32 (float32) and MR x 16 (float64) tiles with MR from 4 to
+ * 12, and 8 x 48 and 8 x 24. A k step of B's micro-panel is 128 bytes (192
+ * for the three-vector tiles), so at KC = 256 a micro-panel fills L1d. Half
+ * of that, as for AVX2, was slower on one Zen 4 core: float64 128 x 10 x 256
+ * (C^T on 10 x 16 tiles) took 13.3 us at KC = 128 and 12.5 us at 256, and
+ * 512^3 5.3 and 5.1 ms, because each k block adds a pass over C.
+ */
+#define NNF_MR_AVX512_MAX 12
+#define NNF_NV_AVX512_MAX 3
+#define NNF_KC_AVX512 256
+
 /* Portable C: small tiles whose accumulators fit in 16 SSE registers. */
 #define NNF_MR_REF_F32 4
 #define NNF_NR_REF_F32 8
@@ -57,6 +69,9 @@ extern "C" {
 /* Compiles one function for AVX2 and FMA; call it only where
  * nnf_simd_level() reports NNF_SIMD_AVX2. */
 #define NNF_TARGET_AVX2 __attribute__((target("avx2,fma")))
+/* The same for AVX-512 Foundation; call only where nnf_simd_level() reports
+ * NNF_SIMD_AVX512. */
+#define NNF_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #endif
 
 /* Round x down to a multiple of r (r > 0). */
@@ -197,7 +212,8 @@ void nnf_gemv_rows_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const doub
                        nnf_int rs_a, nnf_int cs_a, const double *b, nnf_int rs_b, double beta,
                        double *c, nnf_int rs_c, nnf_int cs_c, const nnf_epilogue_f64 *epilogue);
 
-/* Micro-kernels (ukernel_ref.c, ukernel_avx2.c), all of type nnf_ukr_fn. */
+/* Micro-kernels (ukernel_ref.c, ukernel_avx2.c, ukernel_avx512.c), all of type
+ * nnf_ukr_fn. */
 #define NNF_DECLARE_UKR(NAME)                                                                \
     void NAME(nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a, nnf_int rs_a,         \
               nnf_int cs_a, const void *b, nnf_int rs_b, void *c, nnf_int rs_c,              \
@@ -211,6 +227,18 @@ NNF_DECLARE_UKR(nnf_ukr_avx2_6x2_f64);
 NNF_DECLARE_UKR(nnf_ukr_avx2_5x2_f64);
 NNF_DECLARE_UKR(nnf_ukr_avx2_4x2_f64);
 NNF_DECLARE_UKR(nnf_ukr_avx2_4x3_f64);
+NNF_DECLARE_UKR(nnf_ukr_avx512_12x2_f32);
+NNF_DECLARE_UKR(nnf_ukr_avx512_10x2_f32);
+NNF_DECLARE_UKR(nnf_ukr_avx512_8x2_f32);
+NNF_DECLARE_UKR(nnf_ukr_avx512_6x2_f32);
+NNF_DECLARE_UKR(nnf_ukr_avx512_4x2_f32);
+NNF_DECLARE_UKR(nnf_ukr_avx512_8x3_f32);
+NNF_DECLARE_UKR(nnf_ukr_avx512_12x2_f64);
+NNF_DECLARE_UKR(nnf_ukr_avx512_10x2_f64);
+NNF_DECLARE_UKR(nnf_ukr_avx512_8x2_f64);
+NNF_DECLARE_UKR(nnf_ukr_avx512_6x2_f64);
+NNF_DECLARE_UKR(nnf_ukr_avx512_4x2_f64);
+NNF_DECLARE_UKR(nnf_ukr_avx512_8x3_f64);
 
 /* Packing (pack.c). */
 void nnf_pack_f32(nnf_int mn, nnf_int kc, const void *x, nnf_int inc_mn, nnf_int inc_k,
@@ -255,6 +283,18 @@ int nnf_gemm_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const double *a,
                  nnf_int cs_a, const double *b, nnf_int rs_b, nnf_int cs_b, double beta,
                  double *c, nnf_int rs_c, nnf_int cs_c, const nnf_epilogue_f64 *epilogue,
                  int n_threads);
+
+/* For tests: return the name of tile kernel `index` of the current table
+ * and set *mr and *nr, or return NULL past the end of the table. */
+const char *nnf_gemm_tile_kernel(size_t elem_size, int index, int *mr, int *nr);
+/* For tests: the product of nnf_gemm_f32/f64, without an epilogue, on tile
+ * kernel `index` (on C^T when on_transpose is set) whatever the plan would
+ * choose. elem_size is 4 or 8, and alpha and beta point to that type.
+ * Returns NNF_EINVAL for an index past the table. */
+int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m, nnf_int n,
+                        nnf_int k, const void *alpha, const void *a, nnf_int rs_a,
+                        nnf_int cs_a, const void *b, nnf_int rs_b, nnf_int cs_b,
+                        const void *beta, void *c, nnf_int rs_c, nnf_int cs_c, int n_threads);
 
 /* Write a short name of the plan nnf_gemm_f32 (elem_size 4) or nnf_gemm_f64
  * would run for these sizes and strides into out: "rows" (gemv.c), "dot",

@@ -34,9 +34,11 @@ typedef ptrdiff_t nnf_int;
 /* SIMD levels chosen at run time (see cpu.c). */
 #define NNF_SIMD_GENERIC 0
 #define NNF_SIMD_AVX2 1
+#define NNF_SIMD_AVX512 2
 
 /* Return the SIMD level the kernels use: the CPU's best supported level,
- * lowered to generic when the environment sets NNFAST_SIMD=generic. */
+ * lowered to the level NNFAST_SIMD names (generic or avx2) when that is
+ * lower. */
 int nnf_simd_level(void);
 const char *nnf_simd_name(int level);
 

@@ -126,6 +126,18 @@ NNF_DEFINE_PACK_BLOCK(double, f64)
         case 16:                                                                           \
             pack_block_##SUF(mn, kc, xt, inc_mn, inc_k, 16, out);                          \
             break;                                                                         \
+        case 10:                                                                           \
+            pack_block_##SUF(mn, kc, xt, inc_mn, inc_k, 10, out);                          \
+            break;                                                                         \
+        case 24:                                                                           \
+            pack_block_##SUF(mn, kc, xt, inc_mn, inc_k, 24, out);                          \
+            break;                                                                         \
+        case 32:                                                                           \
+            pack_block_##SUF(mn, kc, xt, inc_mn, inc_k, 32, out);                          \
+            break;                                                                         \
+        case 48:                                                                           \
+            pack_block_##SUF(mn, kc, xt, inc_mn, inc_k, 48, out);                          \
+            break;                                                                         \
         default:                                                                           \
             pack_block_##SUF(mn, kc, xt, inc_mn, inc_k, width, out);                       \
             break;                                                                         \
@@ -247,7 +259,7 @@ static NNF_TARGET_AVX2 void pack_transposed_f32(nnf_int kc, const float *x, nnf_
  * copies one value at a time, which cost more than the micro-kernel itself
  * on products with a short k block.
  */
-#define NNF_PACK_EDGE_MAX_VECS 4
+#define NNF_PACK_EDGE_MAX_VECS 6
 
 #define NNF_DEFINE_PACK_EDGE_AVX2(T, SUF, VEC, MASK, MASKLOAD, STOREU)                        \
     static NNF_TARGET_AVX2 void pack_edge_rows_##SUF(int rows, nnf_int kc, const T *x,     \

@@ -23,6 +23,7 @@ cdef extern from "gemm.h" nogil:
     ctypedef Py_ssize_t nnf_int
     int NNF_OK
     int NNF_ENOMEM
+    int NNF_EINVAL
 
     ctypedef struct nnf_epilogue_f32:
         pass
@@ -40,6 +41,12 @@ cdef extern from "gemm.h" nogil:
                      const nnf_epilogue_f64 *epilogue, int n_threads)
     int nnf_gemm_plan(size_t elem_size, nnf_int m, nnf_int n, nnf_int k, nnf_int rs_a,
                       nnf_int cs_a, nnf_int rs_b, nnf_int cs_b, char *out, size_t size)
+    const char *nnf_gemm_tile_kernel(size_t elem_size, int index, int *mr, int *nr)
+    int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m,
+                            nnf_int n, nnf_int k, const void *alpha, const void *a,
+                            nnf_int rs_a, nnf_int cs_a, const void *b, nnf_int rs_b,
+                            nnf_int cs_b, const void *beta, void *c, nnf_int rs_c,
+                            nnf_int cs_c, int n_threads)
 
 
 cdef cnp.ndarray _matrix(object x, str name):
@@ -161,6 +168,43 @@ def gemm(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
     ndarray
         ``c`` itself when given, else a new (m, n) array.
     """
+    return _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, -1, False)
+
+
+def tile_kernels(dtype):
+    """Return the tile kernels this CPU may use for ``dtype``, in table order.
+
+    Each entry is ``(name, mr, nr)``, such as ``("avx2+fma", 6, 16)``; its
+    position is the ``kernel`` argument of ``gemm_with_tiles``.
+    """
+    cdef size_t itemsize = np.dtype(dtype).itemsize
+    cdef int mr = 0, nr = 0
+    cdef const char *name
+    kernels = []
+    while True:
+        name = nnf_gemm_tile_kernel(itemsize, len(kernels), &mr, &nr)
+        if name == NULL:
+            return kernels
+        kernels.append((name.decode("ascii"), mr, nr))
+
+
+def gemm_with_tiles(kernel, a, b, c=None, trans_a=False, trans_b=False, alpha=1.0,
+                    beta=0.0, on_transpose=False, n_threads=None):
+    """``gemm`` on the tile kernel ``tile_kernels(dtype)[kernel]``, for tests.
+
+    The product runs on that kernel's tiles, on C^T when ``on_transpose``,
+    whatever plan ``gemm`` would choose, so that tests reach every kernel.
+    """
+    if kernel < 0:
+        raise ValueError(f"gemm_with_tiles: kernel must be 0 or more, got {kernel}")
+    return _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, kernel,
+                    bool(on_transpose))
+
+
+cdef object _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, int kernel,
+                     bint on_transpose):
+    """Check the operands and run the product; see ``gemm``. With kernel >= 0
+    the tile kernel of that index runs (``gemm_with_tiles``)."""
     cdef cnp.ndarray A = _matrix(a, "A")
     cdef cnp.ndarray B = _matrix(b, "B")
     cdef int typenum = cnp.PyArray_TYPE(A)
@@ -193,8 +237,19 @@ def gemm(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
     cdef int threads = resolve(n_threads)
     cdef nnf_int rs_c = n
     cdef int status
+    cdef float alpha_f32 = <float>alpha_value
+    cdef float beta_f32 = <float>beta_value
+    cdef size_t itemsize = cnp.PyArray_ITEMSIZE(A)
     with nogil:
-        if typenum == cnp.NPY_FLOAT32:
+        if kernel >= 0:
+            status = nnf_gemm_with_tiles(
+                itemsize, kernel, on_transpose, m, n, k,
+                <const void *>&alpha_f32 if itemsize == 4 else <const void *>&alpha_value,
+                cnp.PyArray_DATA(A), rs_a, cs_a, cnp.PyArray_DATA(B), rs_b, cs_b,
+                <const void *>&beta_f32 if itemsize == 4 else <const void *>&beta_value,
+                cnp.PyArray_DATA(C), rs_c, 1, threads,
+            )
+        elif typenum == cnp.NPY_FLOAT32:
             status = nnf_gemm_f32(
                 m, n, k, <float>alpha_value,
                 <const float *>cnp.PyArray_DATA(A), rs_a, cs_a,
@@ -210,6 +265,11 @@ def gemm(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
                 beta_value, <double *>cnp.PyArray_DATA(C), rs_c, 1,
                 NULL, threads,
             )
+    if status == NNF_EINVAL:
+        raise ValueError(
+            f"gemm_with_tiles: kernel must be below {len(tile_kernels(A.dtype))} for "
+            f"{A.dtype}, got {kernel}"
+        )
     if status == NNF_ENOMEM:
         raise MemoryError(f"gemm: out of memory for the packing buffers of a "
                           f"({m}, {k}) x ({k}, {n}) product")

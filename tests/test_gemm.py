@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nnfast import _reference, _runtime
-from nnfast._gemm import gemm, gemm_plan
+from nnfast._gemm import gemm, gemm_plan, gemm_with_tiles, tile_kernels
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
@@ -90,6 +90,73 @@ def test_gemm_matches_reference(shape, trans_a, trans_b, dtype):
         result = gemm(a, b, c0.copy(), trans_a, trans_b, alpha, beta)
         assert result.dtype == dtype
         assert_gemm_close(result, expected, a, b, c0, trans_a, trans_b, alpha, beta)
+
+
+# Every tile kernel of this CPU's table, run directly: the plan picks only
+# some of them for the products above (the AVX-512 tiles, for one, mostly
+# for C with 8 or 10 rows). Per kernel, the shapes put m and n one below,
+# at and one past the tile and past two tiles, and k at 0, 1 and past the
+# 256-step k block.
+TILE_KERNELS = [
+    (dtype, index, mr, nr)
+    for dtype in DTYPES
+    for index, (_, mr, nr) in enumerate(tile_kernels(dtype))
+]
+
+
+def tile_kernel_id(case):
+    dtype, index, mr, nr = case
+    return f"{np.dtype(dtype).name}-{tile_kernels(dtype)[index][0]}-{mr}x{nr}"
+
+
+def tile_shapes(mr, nr):
+    return [
+        (mr, nr, 1),
+        (mr - 1, nr + 1, 0),
+        (mr + 1, nr - 1, 7),
+        (2 * mr + 3, 2 * nr + 5, 300),
+        (1, 2 * nr, 33),
+        (3 * mr, 1, 257),
+    ]
+
+
+@pytest.mark.parametrize("case", TILE_KERNELS, ids=tile_kernel_id)
+def test_every_tile_kernel_matches_reference(case):
+    dtype, index, mr, nr = case
+    rng = rng_for("tile kernel", tile_kernel_id(case))
+    for m, n, k in tile_shapes(mr, nr):
+        for trans_a, trans_b in ((False, False), (True, False), (False, True), (True, True)):
+            a, b, c0 = make_operands(m, n, k, trans_a, trans_b, dtype, rng)
+            for alpha, beta, on_transpose, threads in (
+                (1.0, 0.0, False, 1),
+                (-0.5, 1.0, True, 1),
+                (2.0, 0.25, False, 2),
+                (1.0, 0.0, True, 2),
+            ):
+                want = _reference.gemm(a, b, c0.copy(), trans_a, trans_b, alpha, beta)
+                c = c0.copy()
+                if beta == 0.0:
+                    c[...] = np.nan  # beta 0 must not read C
+                got = gemm_with_tiles(index, a, b, c, trans_a, trans_b, alpha, beta,
+                                      on_transpose=on_transpose, n_threads=threads)
+                assert_gemm_close(got, want, a, b, c0, trans_a, trans_b, alpha, beta)
+        # Operands read through strides: a Fortran-ordered A and every other
+        # column of a wider B.
+        m, n, k = 2 * mr + 1, nr + 3, 45
+        a = np.asfortranarray(rng.standard_normal((m, k)).astype(dtype))
+        b = rng.standard_normal((k, 2 * n)).astype(dtype)[:, ::2]
+        for on_transpose in (False, True):
+            got = gemm_with_tiles(index, a, b, on_transpose=on_transpose)
+            assert_gemm_close(got, _reference.gemm(a, b), a, b, None, False, False, 1.0, 0.0)
+
+
+def test_gemm_with_tiles_checks_kernel():
+    a = np.ones((3, 4))
+    count = len(tile_kernels(np.float64))
+    with pytest.raises(ValueError, match=f"kernel must be below {count} for float64, got {count}"):
+        gemm_with_tiles(count, a, a.T)
+    with pytest.raises(ValueError, match="kernel must be 0 or more, got -1"):
+        gemm_with_tiles(-1, a, a.T)
 
 
 # Products with at most 2 rows of C and contiguous B rows take the
@@ -533,18 +600,24 @@ def test_cpu_with_avx2_gets_simd_kernel():
     if not {"avx2", "fma"} <= flags:
         assert _runtime.simd_name() == "generic"
         return
-    assert _runtime.simd_name() != "generic"
-    assert _runtime.simd_name().startswith(("avx2", "avx512"))
+    expected = "avx512" if "avx512f" in flags else "avx2+fma"
+    if os.environ.get("NNFAST_SIMD") == "avx2":
+        expected = "avx2+fma"
+    assert _runtime.simd_name() == expected
+    names = {name for name, _, _ in tile_kernels(np.float32) + tile_kernels(np.float64)}
+    assert names == ({"avx2+fma", "avx512"} if expected == "avx512" else {"avx2+fma"})
 
 
 PORTABLE_SCRIPT = textwrap.dedent(
     """
+    import sys
+
     import numpy as np
     from nnfast import _reference, _runtime
     from nnfast._dense import dense_backward, dense_forward
     from nnfast._gemm import gemm
 
-    assert _runtime.simd_name() == "generic", _runtime.simd_name()
+    assert _runtime.simd_name() == sys.argv[1], _runtime.simd_name()
     rng = np.random.default_rng(7)
     for dtype, rtol in ((np.float32, 2e-4), (np.float64, 1e-11)):
         for m, n, k in ((1, 1, 1), (5, 7, 3), (37, 41, 300), (130, 9, 17), (1, 130, 70),
@@ -571,18 +644,24 @@ PORTABLE_SCRIPT = textwrap.dedent(
             _reference.dense_backward(x, w, y, dy, activation, kg_ref, bg_ref, dx_ref)
             for got, want in ((kg, kg_ref), (bg, bg_ref), (dx, dx_ref)):
                 np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * 40)
-    print("portable ok")
+    print("kernels ok")
     """
 )
 
 
-def test_portable_kernel_in_subprocess():
-    env = dict(os.environ, NNFAST_SIMD="generic")
+@pytest.mark.parametrize("level", ["generic", "avx2"])
+def test_lower_simd_level_in_subprocess(level):
+    """NNFAST_SIMD=generic forces the portable kernels; NNFAST_SIMD=avx2 keeps
+    an AVX-512 CPU on the AVX2 ones (and lowers nothing on other CPUs)."""
+    expected = level
+    if level == "avx2":
+        expected = "generic" if _runtime.simd_name() == "generic" else "avx2+fma"
+    env = dict(os.environ, NNFAST_SIMD=level)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     done = subprocess.run(
-        [sys.executable, "-c", PORTABLE_SCRIPT],
+        [sys.executable, "-c", PORTABLE_SCRIPT, expected],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert "portable ok" in done.stdout
+    assert "kernels ok" in done.stdout
