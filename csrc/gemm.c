@@ -244,9 +244,9 @@ static const nnf_gemm_kernel kernels_avx2_f64[] = {NNF_AVX2_TILES_F64};
  * 5.1 ms on 12 x 16 and on 6 x 8). The float32 ones were 5% to 15% slower
  * (float32 784 x 128 x 256: 498 us on 12 x 32, 475 us on 6 x 16).
  * Their costs make them win only where one tall tile replaces two short
- * ones: float64 128 x 10 x 256 (on C^T, 10 rows) took 12.5 us on 10 x 16
+ * ones. Float64 128 x 10 x 256 (on C^T, 10 rows) took 12.5 us on 10 x 16
  * against 14.1 us on 5 x 8, because each value of B is loaded once, not
- * twice, and float64 32 x 128 x 10 2.2 us on 8 x 16 against 2.6 us on 4 x 12.
+ * twice. Float64 32 x 128 x 10 took 2.2 us on 8 x 16, 2.6 us on 4 x 12.
  */
 static const nnf_gemm_kernel kernels_avx512_f32[] = {
     NNF_AVX2_TILES_F32,
@@ -672,7 +672,54 @@ static double pack_cycles(double count, nnf_int inc_mn, nnf_int inc_k)
 }
 
 /*
- * Choose the tile shape and orientation with the least estimated time, in
+ * Plan memo: the last NNF_PLAN_MEMO_SIZE plans each thread chose, keyed by
+ * the kernel table, the sizes and the strides. A training loop repeats the
+ * same few products, and estimating a plan over every tile shape took about
+ * a tenth of a microsecond, which is 5% of a 128 x 10 x 32 product.
+ */
+#define NNF_PLAN_MEMO_SIZE 8
+
+typedef struct {
+    const nnf_gemm_kernel *kernels;
+    nnf_int m, n, k, rs_a, cs_a, rs_b, cs_b;
+    int index, swap, dot;
+} plan_memo;
+
+#ifdef _WIN32
+static __declspec(thread) plan_memo plan_memos[NNF_PLAN_MEMO_SIZE];
+static __declspec(thread) int plan_memo_next;
+#else
+static __thread plan_memo plan_memos[NNF_PLAN_MEMO_SIZE];
+static __thread int plan_memo_next;
+#endif
+
+static int same_problem(const plan_memo *x, const plan_memo *y)
+{
+    return x->kernels == y->kernels && x->m == y->m && x->n == y->n && x->k == y->k &&
+           x->rs_a == y->rs_a && x->cs_a == y->cs_a && x->rs_b == y->rs_b && x->cs_b == y->cs_b;
+}
+
+/* Return this thread's memo entry for the problem in key, or NULL. */
+static const plan_memo *find_plan(const plan_memo *key)
+{
+    for (int i = 0; i < NNF_PLAN_MEMO_SIZE; i++) {
+        if (same_problem(&plan_memos[i], key)) {
+            return &plan_memos[i];
+        }
+    }
+    return NULL;
+}
+
+/* Store key, with its plan, in place of this thread's oldest entry. */
+static void remember_plan(const plan_memo *key)
+{
+    plan_memos[plan_memo_next] = *key;
+    plan_memo_next = (plan_memo_next + 1) % NNF_PLAN_MEMO_SIZE;
+}
+
+/*
+ * Set *best_index_out, *best_swap_out and *best_dot_out to the tile shape
+ * and orientation, or the dot plan, with the least estimated time, in
  * cycles: the micro-kernel's padded tiles (2 FMAs of one ymm per cycle),
  * packing, and for C^T the scalar stores of the transposed tiles.
  * Computing C^T = B^T A^T puts the long side of a narrow C (such as a
@@ -680,8 +727,9 @@ static double pack_cycles(double count, nnf_int inc_mn, nnf_int inc_k)
  * NOTE: the per-element costs are estimates fitted to a few products on a
  * Zen 4 core (benchmarks/gemm.py); they choose among correct plans only.
  */
-static void choose_kernel(gemm_plan *g, const nnf_gemm_kernel *kernels, int count,
-                          const nnf_dot_kernel *dot)
+static void estimate_plan(const gemm_plan *g, const nnf_gemm_kernel *kernels, int count,
+                          const nnf_dot_kernel *dot, int *best_index_out, int *best_swap_out,
+                          int *best_dot_out)
 {
     double best = -1.0;
     int best_index = 0, best_swap = 0, best_dot = 0;
@@ -730,9 +778,26 @@ static void choose_kernel(gemm_plan *g, const nnf_gemm_kernel *kernels, int coun
             }
         }
     }
-    g->kern = &kernels[best_index];
-    g->dot = best_dot ? dot : NULL;
-    if (best_swap) {
+    *best_index_out = best_index;
+    *best_swap_out = best_swap;
+    *best_dot_out = best_dot;
+}
+
+/* Choose the plan for the product in g (estimate_plan), or take it from
+ * this thread's memo, and set g up for it. */
+static void choose_kernel(gemm_plan *g, const nnf_gemm_kernel *kernels, int count,
+                          const nnf_dot_kernel *dot)
+{
+    plan_memo key = {kernels, g->m, g->n, g->k, g->rs_a, g->cs_a, g->rs_b, g->cs_b, 0, 0, 0};
+    const plan_memo *plan = find_plan(&key);
+    if (plan == NULL) {
+        estimate_plan(g, kernels, count, dot, &key.index, &key.swap, &key.dot);
+        remember_plan(&key);
+        plan = &key;
+    }
+    g->kern = &kernels[plan->index];
+    g->dot = plan->dot ? dot : NULL;
+    if (plan->swap) {
         transpose_problem(g);
     }
 }
