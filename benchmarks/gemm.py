@@ -11,8 +11,13 @@ are pinned with threadpoolctl). For each product the two sides alternate,
 batch by batch, so that a change in machine load hits both. Each batch repeats
 the product until it takes about --batch-seconds, after untimed calls that
 wake the worker threads, and the reported rate is the median over --repeats
-batches. On a shared machine, --timer thread (one thread only) measures the
-calling thread's CPU time, which other processes do not inflate. Multi-threaded runs need an otherwise idle machine.
+batches. The ratio nnfast/numpy is the median of the per-pair ratios. A
+pair is an nnfast batch and the numpy batch that ran right after it, so a
+slow spell of the machine that spans both batches cancels out, and one that
+hits a single batch moves only one ratio. On a shared
+machine, --timer thread (one thread only) measures the calling thread's CPU
+time, which other processes do not inflate. Multi-threaded runs need an
+otherwise idle machine.
 
 Products: square sizes, and the six products of one training step of the
 Fashion-MNIST MLP 784 -> 128 -> 10 at batch sizes 32 and 256: X W, dY W^T
@@ -109,9 +114,9 @@ def bench_product(m, n, k, trans_a, trans_b, dtype, n_threads, args, rng):
             numpy_times.append(time_batch(run_numpy, args.batch_seconds, args.clock))
             time.sleep(args.pause)
     flops = 2.0 * m * n * k
-    return flops / statistics.median(nnfast_times) / 1e9, flops / statistics.median(
-        numpy_times
-    ) / 1e9
+    ratio = statistics.median(theirs / ours for ours, theirs in zip(nnfast_times, numpy_times))
+    return (flops / statistics.median(nnfast_times) / 1e9,
+            flops / statistics.median(numpy_times) / 1e9, ratio)
 
 
 def describe_setup():
@@ -179,10 +184,10 @@ def main():
             for batch in args.batches:
                 products += training_step_products(batch)
             for label, m, n, k, trans_a, trans_b in products:
-                ours, theirs = bench_product(m, n, k, trans_a, trans_b, dtype,
-                                             n_threads, args, rng)
+                ours, theirs, ratio = bench_product(m, n, k, trans_a, trans_b, dtype,
+                                                    n_threads, args, rng)
                 print(f"{dtype_name:8} {n_threads:>3} {label:22} {m:>5} {n:>5} {k:>5} "
-                      f"{ours:>11.1f} {theirs:>11.1f} {ours / theirs:>6.2f}", flush=True)
+                      f"{ours:>11.1f} {theirs:>11.1f} {ratio:>6.2f}", flush=True)
 
 
 if __name__ == "__main__":
