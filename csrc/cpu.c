@@ -2,24 +2,50 @@
  * Run-time choice of the SIMD level. The default build targets baseline
  * x86-64, and the SIMD kernels are compiled with target attributes, so the
  * AVX2 ones may only run where the CPU reports both AVX2 and FMA, and the
- * AVX-512 ones where it also reports AVX-512 Foundation. The compiler's
- * feature check also reads XCR0 (XGETBV), so a level counts only where the
- * OS saves its registers.
+ * AVX-512 ones where it also reports AVX-512 Foundation. A level also needs
+ * the OS to save its registers on a context switch, as XCR0 reports.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "nnfast.h"
 
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+
+/* XCR0 bits: SSE and AVX state (ymm), and the opmask and zmm state. */
+#define NNF_XCR0_YMM 0x6u
+#define NNF_XCR0_ZMM 0xe0u
+
+/* Return XCR0, or 0 when the OS has not enabled XGETBV. */
+static unsigned int read_xcr0(void)
+{
+    unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & bit_OSXSAVE)) {
+        return 0;
+    }
+    unsigned int low, high;
+    __asm__ volatile("xgetbv" : "=a"(low), "=d"(high) : "c"(0));
+    return low;
+}
+#endif
+
 static int detect_cpu_level(void)
 {
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        return __builtin_cpu_supports("avx512f") ? NNF_SIMD_AVX512 : NNF_SIMD_AVX2;
+    unsigned int xcr0 = read_xcr0();
+    if ((xcr0 & NNF_XCR0_YMM) != NNF_XCR0_YMM || !__builtin_cpu_supports("avx2") ||
+        !__builtin_cpu_supports("fma")) {
+        return NNF_SIMD_GENERIC;
     }
-#endif
+    if ((xcr0 & NNF_XCR0_ZMM) == NNF_XCR0_ZMM && __builtin_cpu_supports("avx512f")) {
+        return NNF_SIMD_AVX512;
+    }
+    return NNF_SIMD_AVX2;
+#else
     return NNF_SIMD_GENERIC;
+#endif
 }
 
 int nnf_simd_level(void)
