@@ -247,6 +247,9 @@ static const nnf_gemm_kernel kernels_avx2_f64[] = {NNF_AVX2_TILES_F64};
  * ones. Float64 128 x 10 x 256 (on C^T, 10 rows) took 12.5 us on 10 x 16
  * against 14.1 us on 5 x 8, because each value of B is loaded once, not
  * twice. Float64 32 x 128 x 10 took 2.2 us on 8 x 16, 2.6 us on 4 x 12.
+ * NOTE: measured on Zen 4 only, where a 512-bit FMA takes both FMA pipes.
+ * On CPUs with two 512-bit FMA units (Intel Xeon Gold and Platinum) these
+ * costs are too high and large products would run faster on AVX-512 tiles.
  */
 static const nnf_gemm_kernel kernels_avx512_f32[] = {
     NNF_AVX2_TILES_F32,
