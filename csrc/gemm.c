@@ -906,6 +906,29 @@ static int gemm_run(gemm_plan *g, const nnf_gemm_kernel *kernels, int count, int
     return NNF_OK;
 }
 
+/* Fill in the sizes, scalars and operands of a plan. */
+static void set_operands(gemm_plan *g, nnf_int m, nnf_int n, nnf_int k, const void *alpha,
+                         const void *a, nnf_int rs_a, nnf_int cs_a, const void *b, nnf_int rs_b,
+                         nnf_int cs_b, const void *beta, const void *one, void *c, nnf_int rs_c,
+                         nnf_int cs_c)
+{
+    g->m = m;
+    g->n = n;
+    g->k = k;
+    g->alpha = alpha;
+    g->beta = beta;
+    g->one = one;
+    g->a = (const char *)a;
+    g->rs_a = rs_a;
+    g->cs_a = cs_a;
+    g->b = (const char *)b;
+    g->rs_b = rs_b;
+    g->cs_b = cs_b;
+    g->c = (char *)c;
+    g->rs_c = rs_c;
+    g->cs_c = cs_c;
+}
+
 int nnf_gemm_f32(nnf_int m, nnf_int n, nnf_int k, float alpha, const float *a, nnf_int rs_a,
                  nnf_int cs_a, const float *b, nnf_int rs_b, nnf_int cs_b, float beta, float *c,
                  nnf_int rs_c, nnf_int cs_c, const nnf_epilogue_f32 *epilogue, int n_threads)
@@ -919,21 +942,8 @@ int nnf_gemm_f32(nnf_int m, nnf_int n, nnf_int k, float alpha, const float *a, n
                            epilogue);
         return NNF_OK;
     }
-    g.m = m;
-    g.n = n;
-    g.k = k;
-    g.alpha = &alpha;
-    g.beta = &beta;
-    g.one = &one;
-    g.a = (const char *)a;
-    g.rs_a = rs_a;
-    g.cs_a = cs_a;
-    g.b = (const char *)b;
-    g.rs_b = rs_b;
-    g.cs_b = cs_b;
-    g.c = (char *)c;
-    g.rs_c = rs_c;
-    g.cs_c = cs_c;
+    set_operands(&g, m, n, k, &alpha, a, rs_a, cs_a, b, rs_b, cs_b, &beta, &one, c, rs_c,
+                 cs_c);
     g.epilogue = epilogue;
     return gemm_run(&g, kernels, count, n_threads, -1, 0);
 }
@@ -952,21 +962,8 @@ int nnf_gemm_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const double *a,
                            epilogue);
         return NNF_OK;
     }
-    g.m = m;
-    g.n = n;
-    g.k = k;
-    g.alpha = &alpha;
-    g.beta = &beta;
-    g.one = &one;
-    g.a = (const char *)a;
-    g.rs_a = rs_a;
-    g.cs_a = cs_a;
-    g.b = (const char *)b;
-    g.rs_b = rs_b;
-    g.cs_b = cs_b;
-    g.c = (char *)c;
-    g.rs_c = rs_c;
-    g.cs_c = cs_c;
+    set_operands(&g, m, n, k, &alpha, a, rs_a, cs_a, b, rs_b, cs_b, &beta, &one, c, rs_c,
+                 cs_c);
     g.epilogue = epilogue;
     return gemm_run(&g, kernels, count, n_threads, -1, 0);
 }
@@ -998,21 +995,11 @@ int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m
         return NNF_EINVAL;
     }
     gemm_plan g = {0};
-    g.m = m;
-    g.n = n;
-    g.k = k;
-    g.alpha = alpha;
-    g.beta = beta;
-    g.one = elem_size == sizeof(float) ? (const void *)&one_f32 : (const void *)&one_f64;
-    g.a = (const char *)a;
-    g.rs_a = rs_a;
-    g.cs_a = cs_a;
-    g.b = (const char *)b;
-    g.rs_b = rs_b;
-    g.cs_b = cs_b;
-    g.c = (char *)c;
-    g.rs_c = rs_c;
-    g.cs_c = cs_c;
+    const void *one = (const void *)&one_f64;
+    if (elem_size == sizeof(float)) {
+        one = &one_f32;
+    }
+    set_operands(&g, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, one, c, rs_c, cs_c);
     return gemm_run(&g, kernels, count, n_threads, index, on_transpose);
 }
 
