@@ -177,7 +177,10 @@ def tile_kernels(dtype):
     Each entry is ``(name, mr, nr)``, such as ``("avx2+fma", 6, 16)``; its
     position is the ``kernel`` argument of ``gemm_with_tiles``.
     """
-    cdef size_t itemsize = np.dtype(dtype).itemsize
+    dtype = np.dtype(dtype)
+    if dtype != np.float32 and dtype != np.float64:
+        raise TypeError(f"tile_kernels: dtype must be float32 or float64, got {dtype}")
+    cdef size_t itemsize = dtype.itemsize
     cdef int mr = 0, nr = 0
     cdef const char *name
     kernels = []

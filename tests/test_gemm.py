@@ -157,6 +157,8 @@ def test_gemm_with_tiles_checks_kernel():
         gemm_with_tiles(count, a, a.T)
     with pytest.raises(ValueError, match="kernel must be 0 or more, got -1"):
         gemm_with_tiles(-1, a, a.T)
+    with pytest.raises(TypeError, match="dtype must be float32 or float64, got int32"):
+        tile_kernels(np.int32)
 
 
 # Products with at most 2 rows of C and contiguous B rows take the
