@@ -140,14 +140,14 @@ def test_every_tile_kernel_matches_reference(case):
                 got = gemm_with_tiles(index, a, b, c, trans_a, trans_b, alpha, beta,
                                       on_transpose=on_transpose, n_threads=threads)
                 assert_gemm_close(got, want, a, b, c0, trans_a, trans_b, alpha, beta)
-        # Operands read through strides: a Fortran-ordered A and every other
-        # column of a wider B.
-        m, n, k = 2 * mr + 1, nr + 3, 45
-        a = np.asfortranarray(rng.standard_normal((m, k)).astype(dtype))
-        b = rng.standard_normal((k, 2 * n)).astype(dtype)[:, ::2]
-        for on_transpose in (False, True):
-            got = gemm_with_tiles(index, a, b, on_transpose=on_transpose)
-            assert_gemm_close(got, _reference.gemm(a, b), a, b, None, False, False, 1.0, 0.0)
+    # Operands read through strides: a Fortran-ordered A and every other
+    # column of a wider B.
+    m, n, k = 2 * mr + 1, nr + 3, 45
+    a = np.asfortranarray(rng.standard_normal((m, k)).astype(dtype))
+    b = rng.standard_normal((k, 2 * n)).astype(dtype)[:, ::2]
+    for on_transpose in (False, True):
+        got = gemm_with_tiles(index, a, b, on_transpose=on_transpose)
+        assert_gemm_close(got, _reference.gemm(a, b), a, b, None, False, False, 1.0, 0.0)
 
 
 def test_gemm_with_tiles_checks_kernel():
