@@ -2,7 +2,22 @@
 
 __version__ = "0.1.0"
 
+import os as _os
+import warnings as _warnings
+
 from nnfast import _runtime
+
+# The C kernels read NNFAST_SIMD when first used, and only these values lower
+# the SIMD level. Any other value is ignored, so warn about it.
+_SIMD_CAPS = ("generic", "avx2")
+if _os.environ.get("NNFAST_SIMD", "") not in _SIMD_CAPS + ("",):
+    _warnings.warn(
+        f"NNFAST_SIMD={_os.environ['NNFAST_SIMD']!r} is not one of "
+        f"{', '.join(_SIMD_CAPS)} and is ignored; unset it, or set one of those "
+        f"values before importing nnfast",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 from nnfast._threads import get_num_threads, set_num_threads
 from nnfast.backend import get_backend, set_backend
 from nnfast import (

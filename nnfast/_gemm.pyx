@@ -10,6 +10,8 @@ Only inputs whose strides are not a multiple of the item size, or whose data
 is not aligned, are copied first.
 """
 
+import operator
+
 import numpy as np
 
 cimport numpy as cnp
@@ -198,8 +200,20 @@ def gemm_with_tiles(kernel, a, b, c=None, trans_a=False, trans_b=False, alpha=1.
     The product runs on that kernel's tiles, on C^T when ``on_transpose``,
     whatever plan ``gemm`` would choose, so that tests reach every kernel.
     """
+    try:
+        kernel = operator.index(kernel)
+    except TypeError:
+        raise TypeError(
+            f"gemm_with_tiles: kernel must be an int, got {type(kernel).__name__}"
+        ) from None
     if kernel < 0:
         raise ValueError(f"gemm_with_tiles: kernel must be 0 or more, got {kernel}")
+    if isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64):
+        count = len(tile_kernels(a.dtype))
+        if kernel >= count:
+            raise ValueError(
+                f"gemm_with_tiles: kernel must be below {count} for {a.dtype}, got {kernel}"
+            )
     return _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, kernel,
                     bool(on_transpose))
 

@@ -150,6 +150,18 @@ def test_every_tile_kernel_matches_reference(case):
         assert_gemm_close(got, _reference.gemm(a, b), a, b, None, False, False, 1.0, 0.0)
 
 
+def test_unknown_simd_value_warns():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NNFAST_SIMD="sse")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", "import nnfast"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode != 0
+    assert "NNFAST_SIMD='sse' is not one of generic, avx2" in done.stderr
+
+
 def test_gemm_with_tiles_checks_kernel():
     a = np.ones((3, 4))
     count = len(tile_kernels(np.float64))
@@ -157,6 +169,11 @@ def test_gemm_with_tiles_checks_kernel():
         gemm_with_tiles(count, a, a.T)
     with pytest.raises(ValueError, match="kernel must be 0 or more, got -1"):
         gemm_with_tiles(-1, a, a.T)
+    with pytest.raises(ValueError, match="kernel must be below"):
+        gemm_with_tiles(2**40, a, a.T)
+    for bad in (1.5, None):
+        with pytest.raises(TypeError, match="kernel must be an int"):
+            gemm_with_tiles(bad, a, a.T)
     with pytest.raises(TypeError, match="dtype must be float32 or float64, got int32"):
         tile_kernels(np.int32)
 
@@ -653,14 +670,20 @@ PORTABLE_SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize("level", ["generic", "avx2"])
 def test_lower_simd_level_in_subprocess(level):
-    """NNFAST_SIMD=generic forces the portable kernels; NNFAST_SIMD=avx2 keeps
-    an AVX-512 CPU on the AVX2 ones (and lowers nothing on other CPUs)."""
+    """NNFAST_SIMD=generic forces the portable kernels. NNFAST_SIMD=avx2 keeps
+    an AVX-512 CPU on the AVX2 ones and lowers nothing on other CPUs."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NNFAST_SIMD=level)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     expected = level
     if level == "avx2":
-        expected = "generic" if _runtime.simd_name() == "generic" else "avx2+fma"
-    env = dict(os.environ, NNFAST_SIMD=level)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        # This process may run with NNFAST_SIMD set, so ask a child without it.
+        native_env = {k: v for k, v in env.items() if k != "NNFAST_SIMD"}
+        native = subprocess.run(
+            [sys.executable, "-c", "from nnfast import _runtime; print(_runtime.simd_name())"],
+            env=native_env, capture_output=True, text=True, timeout=120,
+        ).stdout.strip()
+        expected = "generic" if native == "generic" else "avx2+fma"
     done = subprocess.run(
         [sys.executable, "-c", PORTABLE_SCRIPT, expected],
         env=env, capture_output=True, text=True, timeout=300,
