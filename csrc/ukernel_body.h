@@ -34,8 +34,10 @@
 /*
  * One kernel body per instruction set and dtype. The tile height mr and
  * the vectors per tile row nv (NR = nv * VEC) are compile-time constants at
- * each call of NAME. After full unrolling GCC and Clang keep the acc array in registers
- * (checked in the generated assembly: no stack accesses in the k loops).
+ * each call of NAME. After full unrolling GCC and Clang keep the acc array
+ * in registers (checked in the generated assembly). With A read in place,
+ * GCC reloads a few of the 12-row AVX-512 tiles' row offsets from the stack
+ * in the k loop; the packed-A loops have no stack accesses.
  * VEC is the lanes per vector register; TARGET is the function attribute that
  * enables the instruction set, and NAME the function's name.
  */

@@ -25,7 +25,6 @@ cdef extern from "gemm.h" nogil:
     ctypedef Py_ssize_t nnf_int
     int NNF_OK
     int NNF_ENOMEM
-    int NNF_EINVAL
 
     ctypedef struct nnf_epilogue_f32:
         pass
@@ -208,12 +207,12 @@ def gemm_with_tiles(kernel, a, b, c=None, trans_a=False, trans_b=False, alpha=1.
         ) from None
     if kernel < 0:
         raise ValueError(f"gemm_with_tiles: kernel must be 0 or more, got {kernel}")
-    if isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64):
-        count = len(tile_kernels(a.dtype))
-        if kernel >= count:
-            raise ValueError(
-                f"gemm_with_tiles: kernel must be below {count} for {a.dtype}, got {kernel}"
-            )
+    dtype = _matrix(a, "A").dtype
+    count = len(tile_kernels(dtype))
+    if kernel >= count:
+        raise ValueError(
+            f"gemm_with_tiles: kernel must be below {count} for {dtype}, got {kernel}"
+        )
     return _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, kernel,
                     bool(on_transpose))
 
@@ -282,11 +281,6 @@ cdef object _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, int kern
                 beta_value, <double *>cnp.PyArray_DATA(C), rs_c, 1,
                 NULL, threads,
             )
-    if status == NNF_EINVAL:
-        raise ValueError(
-            f"gemm_with_tiles: kernel must be below {len(tile_kernels(A.dtype))} for "
-            f"{A.dtype}, got {kernel}"
-        )
     if status == NNF_ENOMEM:
         raise MemoryError(f"gemm: out of memory for the packing buffers of a "
                           f"({m}, {k}) x ({k}, {n}) product")
