@@ -36,8 +36,8 @@
  * the vectors per tile row nv (NR = nv * VEC) are compile-time constants at
  * each call of NAME. After full unrolling GCC and Clang keep the acc array
  * in registers (checked in the generated assembly). With A read in place,
- * GCC reloads a few of the 12-row AVX-512 tiles' row offsets from the stack
- * in the k loop; the packed-A loops have no stack accesses.
+ * GCC reloads a few row offsets of the 12-row AVX-512 tiles from the stack
+ * in the k loop. The packed-A loops have no stack accesses.
  * VEC is the lanes per vector register; TARGET is the function attribute that
  * enables the instruction set, and NAME the function's name.
  */
