@@ -17,7 +17,11 @@ slow spell of the machine that spans both batches cancels out, and one that
 hits a single batch moves only one ratio. On a shared
 machine, --timer thread (one thread only) measures the calling thread's CPU
 time, which other processes do not inflate. Multi-threaded runs need an
-otherwise idle machine.
+otherwise idle machine whose CPUs are not shared with each other: with more
+than one thread the script prints, before and after the table, how many times
+faster nnfast's float32 1024^3 GEMM runs on that many threads than on one. On
+a VM this drops to about 1 while the host runs its virtual CPUs on one core,
+and the two-thread rows of such a run compare little.
 
 Products: square sizes, and the six products of one training step of the
 Fashion-MNIST MLP 784 -> 128 -> 10 at batch sizes 32 and 256: X W, dY W^T
@@ -73,26 +77,56 @@ def make_operands(m, n, k, trans_a, trans_b, dtype, rng):
     return a, b, np.empty((m, n), dtype=dtype)
 
 
+# Shortest warm-up before a timed batch. On the project's 2-vCPU VM a worker
+# thread woken after a pause sometimes waited 3 to 8 ms before it ran, two or
+# three times in a row. A warm-up of a few calls left those waits in the
+# timed batch.
+MIN_WARM_UP_SECONDS = 0.02
+
+
 def time_batch(call, batch_seconds, clock):
     """Return the seconds per call, from a batch of about batch_seconds.
 
-    Untimed calls run first for a tenth of the batch time (at least two), so
-    that worker threads asleep since the last batch wake up, and their mean
-    time sets the batch's call count. The first call after a pause can take
-    milliseconds while a sleeping virtual CPU wakes, so it alone is no guide.
+    Untimed calls run first for at least MIN_WARM_UP_SECONDS (and a tenth of
+    the batch time), so that worker threads asleep since the last batch wake
+    up. The median time of the last half of those calls sets the batch's
+    call count, because the first calls after a pause are no guide to it.
     """
-    warm_up = batch_seconds / 10.0
-    calls = 0
+    warm_up = max(batch_seconds / 10.0, MIN_WARM_UP_SECONDS)
+    durations = []
     start = time.perf_counter()
-    while calls < 2 or time.perf_counter() - start < warm_up:
+    while len(durations) < 2 or time.perf_counter() - start < warm_up:
+        before = time.perf_counter()
         call()
-        calls += 1
-    once = max((time.perf_counter() - start) / calls, 1e-7)
+        durations.append(time.perf_counter() - before)
+    once = max(statistics.median(durations[len(durations) // 2:]), 1e-7)
     count = max(1, int(batch_seconds / once))
     start = clock()
     for _ in range(count):
         call()
     return (clock() - start) / count
+
+
+def thread_scaling(n_threads, size=1024):
+    """Return the speed-up of a float32 size^3 nnfast GEMM on n_threads.
+
+    The figure checks that the threads had CPUs of their own. On a shared VM
+    two virtual CPUs sometimes deliver one core's throughput together, and
+    then the two-thread rows of the run compare little.
+    """
+    a = np.ones((size, size), dtype=np.float32)
+    c = np.empty((size, size), dtype=np.float32)
+
+    def best_time(threads):
+        gemm(a, a, c, n_threads=threads)
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            gemm(a, a, c, n_threads=threads)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best_time(1) / best_time(n_threads)
 
 
 def bench_product(m, n, k, trans_a, trans_b, dtype, n_threads, args, rng):
@@ -175,6 +209,10 @@ def main():
     rng = np.random.default_rng(0)
     header = (f"{'dtype':8} {'thr':>3} {'product':22} {'m':>5} {'n':>5} {'k':>5} "
               f"{'nnfast GF/s':>11} {'numpy GF/s':>11} {'ratio':>6}")
+    max_threads = max(args.threads)
+    if max_threads > 1:
+        print(f"thread scaling at start: {thread_scaling(max_threads):.2f}x on "
+              f"{max_threads} threads (float32 1024^3, nnfast)")
     print(header)
     print("-" * len(header))
     for dtype_name in args.dtype:
@@ -188,6 +226,8 @@ def main():
                                                     n_threads, args, rng)
                 print(f"{dtype_name:8} {n_threads:>3} {label:22} {m:>5} {n:>5} {k:>5} "
                       f"{ours:>11.1f} {theirs:>11.1f} {ratio:>6.2f}", flush=True)
+    if max_threads > 1:
+        print(f"thread scaling at end: {thread_scaling(max_threads):.2f}x")
 
 
 if __name__ == "__main__":
