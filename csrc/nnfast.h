@@ -56,6 +56,8 @@ int nnf_observed_team_size(int n_threads);
  * min_work, or below min_work times a larger factor while the OpenMP teams of
  * live threads would outnumber the CPUs (see threads.c), else n_threads. */
 int nnf_parallel_threads(int n_threads, double work, double min_work);
+/* Return 1 when new workers of a team are bound to CPUs (see threads.c). */
+int nnf_binds_workers(void);
 
 /* Adam in place over n elements (see optim.c). v_hat is NULL for plain Adam,
  * else AMSGrad's running maximum; decay is AdamW's lr * weight_decay, 0 for

@@ -18,6 +18,15 @@ if _os.environ.get("NNFAST_SIMD", "") not in _SIMD_CAPS + ("",):
         RuntimeWarning,
         stacklevel=2,
     )
+# The C kernels read NNFAST_PIN_THREADS once: "0" stops them binding OpenMP
+# workers to CPUs, and any other value leaves binding on.
+if _os.environ.get("NNFAST_PIN_THREADS", "") not in ("0", "1", ""):
+    _warnings.warn(
+        f"NNFAST_PIN_THREADS={_os.environ['NNFAST_PIN_THREADS']!r} is not 0 or 1, "
+        f"so worker binding stays on; set 0 to turn it off",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 from nnfast._threads import get_num_threads, set_num_threads
 from nnfast.backend import get_backend, set_backend
 from nnfast import (
@@ -67,6 +76,7 @@ def show_config(file=None):
         f"openmp: {'enabled' if openmp_enabled() else 'disabled'}",
         f"threads: {get_num_threads()}",
         f"simd: {_runtime.simd_name()}",
+        f"worker binding: {'on' if _runtime.binds_workers() else 'off'}",
         f"backend: {get_backend()}",
     ]
     print("\n".join(lines), file=file if file is not None else sys.stdout)

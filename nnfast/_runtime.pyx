@@ -9,6 +9,7 @@ cdef extern from "nnfast.h":
     int nnf_observed_team_size(int n_threads) nogil
     int nnf_omp_num_procs() nogil
     int nnf_parallel_threads(int n_threads, double work, double min_work) nogil
+    int nnf_binds_workers() nogil
 
 
 def openmp_enabled():
@@ -48,6 +49,11 @@ def parallel_threads(int n_threads, double work, double min_work):
     ``n_threads - 1`` workers until the thread exits.
     """
     return nnf_parallel_threads(n_threads, work, min_work)
+
+
+def binds_workers():
+    """Return True when nnfast binds each new OpenMP worker to its own CPU."""
+    return bool(nnf_binds_workers())
 
 
 def simd_name():

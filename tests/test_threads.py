@@ -2,6 +2,7 @@
 
 import _thread
 import gc
+import json
 import multiprocessing
 import os
 import signal
@@ -152,6 +153,95 @@ def test_threadpoolctl_caps_threads():
             assert _runtime.observed_team_size(n) == 1
     finally:
         nnfast.set_num_threads(before)
+
+
+# Worker binding ----------------------------------------------------------------
+
+BINDING_SCRIPT = """
+import os
+import threading
+
+import numpy as np
+from nnfast import _runtime
+from nnfast._gemm import gemm
+
+allowed = sorted(os.sched_getaffinity(0))
+a = np.ones((300, 300), dtype=np.float32)
+c = np.empty_like(a)
+gemm(a, a, c, n_threads=2)
+main = os.getpid()
+narrowed = []
+for name in os.listdir("/proc/self/task"):
+    mask = sorted(os.sched_getaffinity(int(name)))
+    if int(name) != main and mask != allowed:
+        narrowed.append(mask)
+later = []
+thread = threading.Thread(target=lambda: later.append(sorted(os.sched_getaffinity(0))))
+thread.start()
+thread.join()
+print(_runtime.binds_workers())
+print(allowed)
+print(sorted(os.sched_getaffinity(0)))
+print(narrowed)
+print(later[0])
+"""
+
+BINDING_VARIABLES = ("NNFAST_PIN_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY")
+
+
+def run_binding_script(**settings):
+    env = {name: value for name, value in os.environ.items() if name not in BINDING_VARIABLES}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "2"
+    env.update(settings)
+    done = subprocess.run([sys.executable, "-c", BINDING_SCRIPT], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    binds, *masks = done.stdout.splitlines()
+    return (binds == "True", *map(json.loads, masks))
+
+
+needs_two_linux_cpus = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2
+    or not _runtime.openmp_enabled(),
+    reason="worker binding needs Linux, OpenMP and two usable CPUs")
+
+
+@needs_two_linux_cpus
+def test_worker_bound_to_one_cpu():
+    binds, allowed, main, narrowed, later = run_binding_script()
+    assert binds
+    assert len(narrowed) == 1
+    assert len(narrowed[0]) == 1
+    assert narrowed[0][0] in allowed
+    # The calling thread and the threads it starts keep the process's CPUs.
+    assert main == allowed
+    assert later == allowed
+
+
+@needs_two_linux_cpus
+def test_pin_threads_zero_leaves_workers_free():
+    binds, allowed, main, narrowed, later = run_binding_script(NNFAST_PIN_THREADS="0")
+    assert not binds
+    assert narrowed == []
+    assert main == allowed
+
+
+@needs_two_linux_cpus
+def test_openmp_binding_turns_off_worker_binding():
+    binds, allowed, main, narrowed, later = run_binding_script(OMP_PROC_BIND="true")
+    assert not binds
+
+
+def test_unknown_pin_threads_value_warns():
+    env = dict(os.environ, NNFAST_PIN_THREADS="yes")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", "import nnfast"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode != 0
+    assert "NNFAST_PIN_THREADS='yes' is not 0 or 1" in done.stderr
 
 
 # Concurrent calls ------------------------------------------------------------
