@@ -91,11 +91,11 @@ int nnf_observed_team_size(int n_threads)
  * On the project's 2-vCPU VM, a loop of two-thread OpenMP regions after
  * 300 ms pauses lost 3 to 8 ms at the start of most batches. With the
  * worker bound to a CPU, no region after the first batch took more than
- * 0.1 ms. So when a
- * thread's team grows and the teams of live threads fit on the CPUs,
- * nnfast binds each new worker to its own CPU: the CPUs the calling thread
- * may use, in order, starting after the one it runs on. The calling thread
- * itself stays free, so threads it starts later keep its CPU mask.
+ * 0.1 ms. So when a thread's team grows and the teams of live threads fit
+ * on the CPUs, nnfast binds each new worker to its own CPU: the CPUs the
+ * calling thread may use, in order, starting after the one it runs on. The
+ * calling thread itself stays free, so threads it starts later keep its
+ * CPU mask.
  * NNFAST_PIN_THREADS=0 turns this off, and so does any OpenMP binding
  * setting (OMP_PROC_BIND, OMP_PLACES, GOMP_CPU_AFFINITY).
  */

@@ -172,7 +172,10 @@ gemm(a, a, c, n_threads=2)
 main = os.getpid()
 narrowed = []
 for name in os.listdir("/proc/self/task"):
-    mask = sorted(os.sched_getaffinity(int(name)))
+    try:
+        mask = sorted(os.sched_getaffinity(int(name)))
+    except ProcessLookupError:  # the thread has exited since listdir
+        continue
     if int(name) != main and mask != allowed:
         narrowed.append(mask)
 later = []
@@ -228,8 +231,12 @@ def test_pin_threads_zero_leaves_workers_free():
 
 
 @needs_two_linux_cpus
-def test_openmp_binding_turns_off_worker_binding():
-    binds, allowed, main, narrowed, later = run_binding_script(OMP_PROC_BIND="true")
+@pytest.mark.parametrize("name", ["OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY"])
+def test_openmp_binding_turns_off_worker_binding(name):
+    first_cpus = sorted(os.sched_getaffinity(0))[:2]
+    value = {"OMP_PROC_BIND": "true", "OMP_PLACES": "cores",
+             "GOMP_CPU_AFFINITY": " ".join(map(str, first_cpus))}[name]
+    binds, allowed, main, narrowed, later = run_binding_script(**{name: value})
     assert not binds
 
 
