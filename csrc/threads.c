@@ -3,7 +3,7 @@
  * OpenMP. Without it, every query returns what a single-threaded runtime would.
  */
 #ifdef __linux__
-#define _GNU_SOURCE /* sched_getcpu, CPU_SET and pthread_setaffinity_np */
+#define _GNU_SOURCE /* sched_getcpu, sched_setaffinity and CPU_SET */
 #endif
 
 #include "nnfast.h"
@@ -92,12 +92,12 @@ int nnf_observed_team_size(int n_threads)
  * 300 ms pauses lost 3 to 8 ms at the start of most batches. With the
  * worker bound to a CPU, no region after the first batch took more than
  * 0.1 ms. So when a thread's team grows and the teams of live threads fit
- * on the CPUs, nnfast binds each new worker to its own CPU: the CPUs the
- * calling thread may use, in order, starting after the one it runs on. The
- * calling thread itself stays free, so threads it starts later keep its
- * CPU mask.
- * NNFAST_PIN_THREADS=0 turns this off, and so does any OpenMP binding
- * setting (OMP_PROC_BIND, OMP_PLACES, GOMP_CPU_AFFINITY).
+ * on the CPUs, nnfast binds each new worker to a CPU of its own. It takes
+ * the CPUs the calling thread may use in order, starting after the one it
+ * runs on, and skips those that other threads of the process are bound to.
+ * The calling thread itself stays free, so threads it starts later keep its
+ * CPU mask. NNFAST_PIN_THREADS=0 turns this off, and so does any OpenMP
+ * binding variable (OMP_PROC_BIND, OMP_PLACES, GOMP_CPU_AFFINITY).
  */
 #if defined(_OPENMP) && !defined(_WIN32)
 
@@ -108,7 +108,14 @@ int nnf_observed_team_size(int n_threads)
 #include <string.h>
 
 #ifdef __linux__
+#include <dirent.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* The largest team whose workers are bound, so that the team's thread ids
+ * fit in arrays on the stack. */
+#define NNF_MAX_BOUND_TEAM 256
 #endif
 
 /* Workers (team size minus one) of the teams opened by live threads. */
@@ -131,6 +138,15 @@ static int binding_requested(void)
     if (value != NULL && strcmp(value, "0") == 0) {
         return 0;
     }
+    /* Any OpenMP binding variable, OMP_PROC_BIND=false included, leaves the
+     * threads to the OpenMP runtime. */
+    static const char *const openmp_names[] = {"OMP_PROC_BIND", "OMP_PLACES",
+                                               "GOMP_CPU_AFFINITY"};
+    for (size_t i = 0; i < sizeof openmp_names / sizeof openmp_names[0]; i++) {
+        if (getenv(openmp_names[i]) != NULL) {
+            return 0;
+        }
+    }
     return omp_get_proc_bind() == omp_proc_bind_false;
 #else
     return 0;
@@ -144,41 +160,117 @@ static void create_team_key(void)
     bind_workers = binding_requested();
 }
 
-/* Bind workers 1 to n_threads - 1 of the calling thread's team to CPUs of
- * its mask, one each, after the CPU it runs on. Does nothing when the mask
- * has fewer CPUs than the team or cannot be read, and a worker whose bind
- * fails stays free. */
+#ifdef __linux__
+/* Return the single CPU that thread tid is bound to, or -1 when its mask
+ * contains several CPUs or cannot be read. */
+static int bound_cpu(pid_t tid)
+{
+    cpu_set_t mask;
+    if (sched_getaffinity(tid, sizeof mask, &mask) != 0 || CPU_COUNT(&mask) != 1) {
+        return -1;
+    }
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (CPU_ISSET(cpu, &mask)) {
+            return cpu;
+        }
+    }
+    return -1;
+}
+
+/* Add to *bound the CPUs that threads of this process other than the
+ * calling thread and its workers are bound to alone. Each compiled module
+ * keeps its own team counts, so the masks are the one record that every
+ * module can read. Return 0 when /proc/self/task cannot be read. */
+static int cpus_bound_elsewhere(const pid_t *team, int n_threads, cpu_set_t *bound)
+{
+    DIR *tasks = opendir("/proc/self/task");
+    if (tasks == NULL) {
+        return 0;
+    }
+    struct dirent *entry;
+    while ((entry = readdir(tasks)) != NULL) {
+        pid_t tid = (pid_t)atol(entry->d_name);
+        int in_team = tid <= 0;
+        for (int i = 0; i < n_threads && !in_team; i++) {
+            in_team = tid == team[i];
+        }
+        int cpu = in_team ? -1 : bound_cpu(tid);
+        if (cpu >= 0) {
+            CPU_SET(cpu, bound);
+        }
+    }
+    closedir(tasks);
+    return 1;
+}
+#endif
+
+/* Bind each unbound worker of the calling thread's team (n_threads with the
+ * caller) to a CPU of the caller's mask that no other thread of the process
+ * is bound to, in order after the CPU the caller runs on. Does nothing
+ * unless the CPUs of the mask that other threads are not bound to number
+ * at least the team, and a worker whose bind fails stays free. */
 static void bind_team_workers(int n_threads)
 {
 #ifdef __linux__
+    if (n_threads > NNF_MAX_BOUND_TEAM) {
+        return;
+    }
     cpu_set_t allowed;
-    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 ||
+        CPU_COUNT(&allowed) < n_threads) {
         return;
     }
-    int count = CPU_COUNT(&allowed);
-    if (count < n_threads) {
-        return;
-    }
-    int cpus[CPU_SETSIZE];
-    int listed = 0, first = 0;
-    int current = sched_getcpu();
-    for (int cpu = 0; cpu < CPU_SETSIZE && listed < count; cpu++) {
-        if (CPU_ISSET(cpu, &allowed)) {
-            if (cpu == current) {
-                first = listed;
-            }
-            cpus[listed++] = cpu;
-        }
-    }
+    pid_t team[NNF_MAX_BOUND_TEAM] = {0};
+    int team_size = 0;
     #pragma omp parallel num_threads(n_threads)
     {
-        int tid = omp_get_thread_num();
-        if (tid > 0) {
-            cpu_set_t only_cpu;
-            CPU_ZERO(&only_cpu);
-            CPU_SET(cpus[(first + tid) % count], &only_cpu);
-            pthread_setaffinity_np(pthread_self(), sizeof only_cpu, &only_cpu);
+        team[omp_get_thread_num()] = (pid_t)syscall(SYS_gettid);
+        #pragma omp single
+        team_size = omp_get_num_threads();
+    }
+    cpu_set_t unavailable;
+    CPU_ZERO(&unavailable);
+    if (!cpus_bound_elsewhere(team, team_size, &unavailable)) {
+        return;
+    }
+    int open_cpus = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        open_cpus += CPU_ISSET(cpu, &allowed) && !CPU_ISSET(cpu, &unavailable);
+    }
+    if (open_cpus < team_size) {
+        return;
+    }
+    int unbound[NNF_MAX_BOUND_TEAM];
+    int n_unbound = 0;
+    for (int i = 1; i < team_size; i++) {
+        int cpu = bound_cpu(team[i]);
+        if (cpu >= 0) {
+            CPU_SET(cpu, &unavailable);
+        } else {
+            unbound[n_unbound++] = i;
         }
+    }
+    int current = sched_getcpu();
+    if (current >= 0 && current < CPU_SETSIZE) {
+        CPU_SET(current, &unavailable);
+    }
+    int free_cpus[NNF_MAX_BOUND_TEAM];
+    int n_free = 0;
+    int start = current >= 0 ? current + 1 : 0;
+    for (int step = 0; step < CPU_SETSIZE && n_free < n_unbound; step++) {
+        int cpu = (start + step) % CPU_SETSIZE;
+        if (CPU_ISSET(cpu, &allowed) && !CPU_ISSET(cpu, &unavailable)) {
+            free_cpus[n_free++] = cpu;
+        }
+    }
+    if (n_free < n_unbound) {
+        return;
+    }
+    for (int i = 0; i < n_unbound; i++) {
+        cpu_set_t only_cpu;
+        CPU_ZERO(&only_cpu);
+        CPU_SET(free_cpus[i], &only_cpu);
+        sched_setaffinity(team[unbound[i]], sizeof only_cpu, &only_cpu);
     }
 #else
     (void)n_threads;

@@ -28,7 +28,14 @@ def effective_threads(int requested):
 
 
 def observed_team_size(int n_threads):
-    """Return the team size seen inside a parallel region of ``n_threads``."""
+    """Return the team size seen inside a parallel region of ``n_threads``.
+
+    1 in a child made by fork, where the kernels run on one thread because
+    GNU OpenMP's thread pool does not survive the fork.
+    """
+    from nnfast import _threads
+    if _threads._forked_child:
+        return 1
     cdef int size
     with nogil:
         size = nnf_observed_team_size(nnf_effective_threads(n_threads))

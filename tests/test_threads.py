@@ -231,13 +231,77 @@ def test_pin_threads_zero_leaves_workers_free():
 
 
 @needs_two_linux_cpus
-@pytest.mark.parametrize("name", ["OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY"])
-def test_openmp_binding_turns_off_worker_binding(name):
-    first_cpus = sorted(os.sched_getaffinity(0))[:2]
-    value = {"OMP_PROC_BIND": "true", "OMP_PLACES": "cores",
-             "GOMP_CPU_AFFINITY": " ".join(map(str, first_cpus))}[name]
+@pytest.mark.parametrize("name, value", [
+    ("OMP_PROC_BIND", "true"),
+    ("OMP_PROC_BIND", "false"),
+    ("OMP_PLACES", "cores"),
+    ("GOMP_CPU_AFFINITY", "first two CPUs"),
+])
+def test_openmp_binding_turns_off_worker_binding(name, value):
+    if value == "first two CPUs":
+        value = " ".join(map(str, sorted(os.sched_getaffinity(0))[:2]))
     binds, allowed, main, narrowed, later = run_binding_script(**{name: value})
     assert not binds
+    if value == "false":
+        # Nothing binds any thread; the other settings let OpenMP bind them.
+        assert narrowed == []
+        assert main == allowed
+
+
+TWO_TEAMS_SCRIPT = """
+import os
+import threading
+
+import numpy as np
+from nnfast._dense import dense_forward
+from nnfast._gemm import gemm
+
+x = np.ones((300, 300), dtype=np.float32)
+started = []
+finish = threading.Event()
+
+def run(kernel):
+    kernel()
+    started.append(kernel)
+    finish.wait()
+
+first = threading.Thread(target=run, args=(lambda: gemm(x, x, np.empty_like(x), n_threads=2),))
+first.start()
+while not started:
+    finish.wait(0.01)
+second = threading.Thread(target=run, args=(lambda: dense_forward(x, x, None, "linear", n_threads=2),))
+second.start()
+while len(started) < 2:
+    finish.wait(0.01)
+bound = []
+for name in os.listdir("/proc/self/task"):
+    try:
+        mask = sorted(os.sched_getaffinity(int(name)))
+    except ProcessLookupError:
+        continue
+    if len(mask) == 1:
+        bound.append(mask[0])
+finish.set()
+first.join()
+second.join()
+print(bound)
+"""
+
+
+@needs_two_linux_cpus
+def test_teams_of_two_modules_bind_distinct_cpus():
+    # Each compiled module keeps its own team counts, so the second team, run
+    # through another module while the first is alive, must see the first
+    # team's binding in the threads' CPU masks.
+    env = {name: value for name, value in os.environ.items() if name not in BINDING_VARIABLES}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "2"
+    done = subprocess.run([sys.executable, "-c", TWO_TEAMS_SCRIPT], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    bound = json.loads(done.stdout)
+    assert len(bound) >= 1
+    assert len(set(bound)) == len(bound)
 
 
 def test_unknown_pin_threads_value_warns():
@@ -311,6 +375,28 @@ def test_forked_child_predicts(data):
         np.testing.assert_allclose(queue.get(timeout=10), expected, rtol=1e-6)
     finally:
         nnfast.set_num_threads(before)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_forked_child_sees_team_of_one():
+    # A child that opened an OpenMP region after the fork would wait forever
+    # for the parent's pool threads, so it must not try.
+    script = (
+        "import os\n"
+        "import numpy as np\n"
+        "from nnfast import _runtime\n"
+        "from nnfast._gemm import gemm\n"
+        "x = np.ones((300, 300), dtype=np.float32)\n"
+        "gemm(x, x, np.empty_like(x), n_threads=2)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os.write(1, str(_runtime.observed_team_size(2)).encode())\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+    )
+    done = run_python(script, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "1"
 
 
 def test_runs_beside_torch():
