@@ -202,16 +202,15 @@ static int cpus_bound_elsewhere(const pid_t *team, int n_threads, cpu_set_t *bou
     closedir(tasks);
     return 1;
 }
-#endif
 
 /* Bind each unbound worker of the calling thread's team (n_threads with the
  * caller) to a CPU of the caller's mask that no other thread of the process
  * is bound to, in order after the CPU the caller runs on. Does nothing
  * unless the CPUs of the mask that other threads are not bound to number
- * at least the team, and a worker whose bind fails stays free. */
-static void bind_team_workers(int n_threads)
+ * at least the team, and a worker whose bind fails stays free. The caller
+ * must hold the binding lock (bind_team_workers). */
+static void bind_free_workers(int n_threads)
 {
-#ifdef __linux__
     if (n_threads > NNF_MAX_BOUND_TEAM) {
         return;
     }
@@ -272,6 +271,18 @@ static void bind_team_workers(int n_threads)
         CPU_SET(free_cpus[i], &only_cpu);
         sched_setaffinity(team[unbound[i]], sizeof only_cpu, &only_cpu);
     }
+}
+#endif
+
+/* Run bind_free_workers under one lock for the whole process. The lock of
+ * an unnamed critical section lives in the OpenMP runtime, which every
+ * compiled module shares. Without it, two threads that bind at once could
+ * each miss the other's binding and pick the same CPU. */
+static void bind_team_workers(int n_threads)
+{
+#ifdef __linux__
+    #pragma omp critical
+    bind_free_workers(n_threads);
 #else
     (void)n_threads;
 #endif

@@ -265,12 +265,30 @@ def run(kernel):
     started.append(kernel)
     finish.wait()
 
-first = threading.Thread(target=run, args=(lambda: gemm(x, x, np.empty_like(x), n_threads=2),))
-first.start()
-while not started:
-    finish.wait(0.01)
-second = threading.Thread(target=run, args=(lambda: dense_forward(x, x, None, "linear", n_threads=2),))
-second.start()
+together = threading.Barrier(2) if AT_ONCE else None
+
+def run_gemm():
+    gemm(x, x, np.empty_like(x), n_threads=2)
+
+def run_dense():
+    dense_forward(x, x, None, "linear", n_threads=2)
+
+def run_after_barrier(kernel):
+    together.wait()
+    run(kernel)
+
+if AT_ONCE:
+    first = threading.Thread(target=run_after_barrier, args=(run_gemm,))
+    second = threading.Thread(target=run_after_barrier, args=(run_dense,))
+    first.start()
+    second.start()
+else:
+    first = threading.Thread(target=run, args=(run_gemm,))
+    first.start()
+    while not started:
+        finish.wait(0.01)
+    second = threading.Thread(target=run, args=(run_dense,))
+    second.start()
 while len(started) < 2:
     finish.wait(0.01)
 bound = []
@@ -289,19 +307,27 @@ print(bound)
 
 
 @needs_two_linux_cpus
-def test_teams_of_two_modules_bind_distinct_cpus():
+@pytest.mark.parametrize("at_once", [False, True])
+def test_teams_of_two_modules_bind_distinct_cpus(at_once):
     # Each compiled module keeps its own team counts, so the second team, run
     # through another module while the first is alive, must see the first
-    # team's binding in the threads' CPU masks.
+    # team's binding in the threads' CPU masks. Teams that start together
+    # take turns, so neither misses the other's binding.
     env = {name: value for name, value in os.environ.items() if name not in BINDING_VARIABLES}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "2"
-    done = subprocess.run([sys.executable, "-c", TWO_TEAMS_SCRIPT], capture_output=True,
-                          text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    bound = json.loads(done.stdout)
-    assert len(bound) >= 1
-    assert len(set(bound)) == len(bound)
+    cpus = len(os.sched_getaffinity(0))
+    for _ in range(8 if at_once else 1):
+        script = f"AT_ONCE = {at_once}\n" + TWO_TEAMS_SCRIPT
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                              text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        bound = json.loads(done.stdout)
+        assert len(bound) >= 1
+        assert len(set(bound)) == len(bound)
+        if cpus == 2:
+            # Two teams of two do not fit on two CPUs: only the first binds.
+            assert len(bound) == 1
 
 
 def test_unknown_pin_threads_value_warns():
