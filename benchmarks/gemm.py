@@ -17,11 +17,11 @@ slow spell of the machine that spans both batches cancels out, and one that
 hits a single batch moves only one ratio. On a shared
 machine, --timer thread (one thread only) measures the calling thread's CPU
 time, which other processes do not inflate. Multi-threaded runs need an
-otherwise idle machine whose CPUs are not shared with each other: with more
-than one thread the script prints, before and after the table, how many times
-faster nnfast's float32 1024^3 GEMM runs on that many threads than on one. On
-a VM this drops to about 1 while the host runs its virtual CPUs on one core,
-and the two-thread rows of such a run compare little.
+otherwise idle machine whose CPUs are not shared with each other. With more
+than one thread the script prints, before and after the table, the speed-up
+of nnfast's float32 1024^3 GEMM on that many threads over one. On a VM it
+drops to about 1 while the host runs its virtual CPUs on one core, and the
+two-thread rows of such a run compare little.
 
 Products: square sizes, and the six products of one training step of the
 Fashion-MNIST MLP 784 -> 128 -> 10 at batch sizes 32 and 256: X W, dY W^T

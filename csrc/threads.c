@@ -85,19 +85,13 @@ int nnf_observed_team_size(int n_threads)
 #define NNF_SHARED_CPU_WORK_SCALE 100.0
 
 /*
- * Worker binding on Linux.
- *
- * A worker thread woken from sleep may wait milliseconds before it runs.
- * On the project's 2-vCPU VM, a loop of two-thread OpenMP regions after
- * 300 ms pauses lost 3 to 8 ms at the start of most batches. With the
- * worker bound to a CPU, no region after the first batch took more than
- * 0.1 ms. So when a thread's team grows and the teams of live threads fit
- * on the CPUs, nnfast binds each new worker to a CPU of its own. It takes
- * the CPUs the calling thread may use in order, starting after the one it
- * runs on, and skips those that other threads of the process are bound to.
- * The calling thread itself stays free, so threads it starts later keep its
- * CPU mask. NNFAST_PIN_THREADS=0 turns this off, and so does any OpenMP
- * binding variable (OMP_PROC_BIND, OMP_PLACES, GOMP_CPU_AFFINITY).
+ * Worker binding on Linux. An unbound worker woken after a pause may wait
+ * milliseconds before it runs: 3 to 8 ms per batch of two-thread regions
+ * after 300 ms pauses on the project's 2-vCPU VM, and under 0.1 ms once
+ * the worker was bound. So when a thread's team grows and the teams fit on
+ * the CPUs, each new worker gets a CPU of its own. The calling thread stays
+ * free, so threads it starts later keep its CPU mask. NNFAST_PIN_THREADS=0
+ * or any OpenMP binding variable turns binding off.
  */
 #if defined(_OPENMP) && !defined(_WIN32)
 
@@ -203,12 +197,10 @@ static int cpus_bound_elsewhere(const pid_t *team, int n_threads, cpu_set_t *bou
     return 1;
 }
 
-/* Bind each unbound worker of the calling thread's team (n_threads with the
- * caller) to a CPU of the caller's mask that no other thread of the process
- * is bound to, in order after the CPU the caller runs on. Does nothing
- * unless the CPUs of the mask that other threads are not bound to number
- * at least the team, and a worker whose bind fails stays free. The caller
- * must hold the binding lock (bind_team_workers). */
+/* Bind each unbound worker of the calling thread's team to a CPU of the
+ * caller's mask that no other thread is bound to, in order after the CPU
+ * the caller runs on. Binds nothing unless such CPUs, the caller's
+ * included, number at least the team. Call it under the binding lock. */
 static void bind_free_workers(int n_threads)
 {
     if (n_threads > NNF_MAX_BOUND_TEAM) {

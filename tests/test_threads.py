@@ -157,8 +157,21 @@ def test_threadpoolctl_caps_threads():
 
 # Worker binding ----------------------------------------------------------------
 
-BINDING_SCRIPT = """
+# Defines thread_masks() in the scripts below: {thread id: sorted CPU mask}.
+THREAD_MASKS = """
 import os
+
+def thread_masks():
+    masks = {}
+    for name in os.listdir("/proc/self/task"):
+        try:
+            masks[int(name)] = sorted(os.sched_getaffinity(int(name)))
+        except ProcessLookupError:  # the thread has exited since listdir
+            pass
+    return masks
+"""
+
+BINDING_SCRIPT = THREAD_MASKS + """
 import threading
 
 import numpy as np
@@ -170,14 +183,7 @@ a = np.ones((300, 300), dtype=np.float32)
 c = np.empty_like(a)
 gemm(a, a, c, n_threads=2)
 main = os.getpid()
-narrowed = []
-for name in os.listdir("/proc/self/task"):
-    try:
-        mask = sorted(os.sched_getaffinity(int(name)))
-    except ProcessLookupError:  # the thread has exited since listdir
-        continue
-    if int(name) != main and mask != allowed:
-        narrowed.append(mask)
+narrowed = [mask for tid, mask in thread_masks().items() if tid != main and mask != allowed]
 later = []
 thread = threading.Thread(target=lambda: later.append(sorted(os.sched_getaffinity(0))))
 thread.start()
@@ -192,15 +198,20 @@ print(later[0])
 BINDING_VARIABLES = ("NNFAST_PIN_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY")
 
 
-def run_binding_script(**settings):
+def run_without_binding_settings(script, **settings):
+    """Run script on two OpenMP threads with only the given binding variables set."""
     env = {name: value for name, value in os.environ.items() if name not in BINDING_VARIABLES}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "2"
     env.update(settings)
-    done = subprocess.run([sys.executable, "-c", BINDING_SCRIPT], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True,
                           text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
-    binds, *masks = done.stdout.splitlines()
+    return done.stdout
+
+
+def run_binding_script(**settings):
+    binds, *masks = run_without_binding_settings(BINDING_SCRIPT, **settings).splitlines()
     return (binds == "True", *map(json.loads, masks))
 
 
@@ -243,13 +254,14 @@ def test_openmp_binding_turns_off_worker_binding(name, value):
     binds, allowed, main, narrowed, later = run_binding_script(**{name: value})
     assert not binds
     if value == "false":
-        # Nothing binds any thread; the other settings let OpenMP bind them.
+        # Nothing binds any thread. The other settings let OpenMP bind them.
         assert narrowed == []
         assert main == allowed
 
 
-TWO_TEAMS_SCRIPT = """
-import os
+# Two Python threads run their first two-thread kernels through two modules,
+# one after the other (AT_ONCE false) or released together by a barrier.
+TWO_TEAMS_SCRIPT = THREAD_MASKS + """
 import threading
 
 import numpy as np
@@ -257,48 +269,27 @@ from nnfast._dense import dense_forward
 from nnfast._gemm import gemm
 
 x = np.ones((300, 300), dtype=np.float32)
+together = threading.Barrier(2)
 started = []
 finish = threading.Event()
 
 def run(kernel):
+    if AT_ONCE:
+        together.wait()
     kernel()
     started.append(kernel)
     finish.wait()
 
-together = threading.Barrier(2) if AT_ONCE else None
-
-def run_gemm():
-    gemm(x, x, np.empty_like(x), n_threads=2)
-
-def run_dense():
-    dense_forward(x, x, None, "linear", n_threads=2)
-
-def run_after_barrier(kernel):
-    together.wait()
-    run(kernel)
-
-if AT_ONCE:
-    first = threading.Thread(target=run_after_barrier, args=(run_gemm,))
-    second = threading.Thread(target=run_after_barrier, args=(run_dense,))
-    first.start()
-    second.start()
-else:
-    first = threading.Thread(target=run, args=(run_gemm,))
-    first.start()
-    while not started:
-        finish.wait(0.01)
-    second = threading.Thread(target=run, args=(run_dense,))
-    second.start()
+first = threading.Thread(target=run, args=(lambda: gemm(x, x, np.empty_like(x), n_threads=2),))
+second = threading.Thread(
+    target=run, args=(lambda: dense_forward(x, x, None, "linear", n_threads=2),))
+first.start()
+while not AT_ONCE and not started:
+    finish.wait(0.01)
+second.start()
 while len(started) < 2:
     finish.wait(0.01)
-bound = []
-for name in os.listdir("/proc/self/task"):
-    try:
-        mask = sorted(os.sched_getaffinity(int(name)))
-    except ProcessLookupError:
-        continue
-    if len(mask) == 1:
-        bound.append(mask[0])
+bound = [mask[0] for mask in thread_masks().values() if len(mask) == 1]
 finish.set()
 first.join()
 second.join()
@@ -309,24 +300,17 @@ print(bound)
 @needs_two_linux_cpus
 @pytest.mark.parametrize("at_once", [False, True])
 def test_teams_of_two_modules_bind_distinct_cpus(at_once):
-    # Each compiled module keeps its own team counts, so the second team, run
-    # through another module while the first is alive, must see the first
-    # team's binding in the threads' CPU masks. Teams that start together
-    # take turns, so neither misses the other's binding.
-    env = {name: value for name, value in os.environ.items() if name not in BINDING_VARIABLES}
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "2"
+    # Each compiled module keeps its own team counts, so the second team must
+    # see the first team's binding in the threads' CPU masks. Teams that
+    # start together take turns, so neither misses the other's binding.
     cpus = len(os.sched_getaffinity(0))
     for _ in range(8 if at_once else 1):
-        script = f"AT_ONCE = {at_once}\n" + TWO_TEAMS_SCRIPT
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True,
-                              text=True, env=env, timeout=120)
-        assert done.returncode == 0, done.stderr
-        bound = json.loads(done.stdout)
+        output = run_without_binding_settings(f"AT_ONCE = {at_once}\n" + TWO_TEAMS_SCRIPT)
+        bound = json.loads(output)
         assert len(bound) >= 1
         assert len(set(bound)) == len(bound)
         if cpus == 2:
-            # Two teams of two do not fit on two CPUs: only the first binds.
+            # Two teams of two do not fit on two CPUs, so only the first binds.
             assert len(bound) == 1
 
 
