@@ -155,17 +155,18 @@ NNF_DEFINE_PACK(double, f64)
 #include "transpose_avx2.h"
 
 /*
- * AVX2 packing of full panels whose rows are contiguous along k (inc_k == 1,
- * a row-major A or a transposed B): a register transpose turns 4 (float64)
- * or 8 (float32) k steps of each group of rows into one store per k step,
+ * AVX2 packing of panels whose rows are contiguous along k (inc_k == 1, a
+ * row-major A or a transposed B): a register transpose turns 4 (float64) or
+ * 8 (float32) k steps of each group of rows into one store per k step,
  * instead of one scalar load and store per element. Rows left over after the
  * groups of 8 and 4, and k steps after the last full chunk, are copied one
- * element at a time.
+ * element at a time. The last panel holds `rows` rows, fewer than `width`,
+ * and zeros after them.
  */
-static NNF_TARGET_AVX2 void pack_transposed_f64(nnf_int kc, const double *x, nnf_int inc_mn,
-                                                int width, double *out)
+static NNF_TARGET_AVX2 void pack_transposed_f64(int rows, nnf_int kc, const double *x,
+                                                nnf_int inc_mn, int width, double *out)
 {
-    const int rows4 = width / 4 * 4;
+    const int rows4 = rows / 4 * 4;
     nnf_int p = 0;
     for (; p + 4 <= kc; p += 4) {
         for (int r = 0; r < rows4; r += 4) {
@@ -182,13 +183,13 @@ static NNF_TARGET_AVX2 void pack_transposed_f64(nnf_int kc, const double *x, nnf
         }
         for (int r = rows4; r < width; r++) {
             for (int q = 0; q < 4; q++) {
-                out[(p + q) * width + r] = x[r * inc_mn + p + q];
+                out[(p + q) * width + r] = r < rows ? x[r * inc_mn + p + q] : 0.0;
             }
         }
     }
     for (; p < kc; p++) {
         for (int r = 0; r < width; r++) {
-            out[p * width + r] = x[r * inc_mn + p];
+            out[p * width + r] = r < rows ? x[r * inc_mn + p] : 0.0;
         }
     }
 }
@@ -223,11 +224,11 @@ static NNF_TARGET_AVX2 void transpose4_f32(const float *x, nnf_int inc_mn, float
     _mm_storeu_ps(o + 3 * width, r3);
 }
 
-static NNF_TARGET_AVX2 void pack_transposed_f32(nnf_int kc, const float *x, nnf_int inc_mn,
-                                                int width, float *out)
+static NNF_TARGET_AVX2 void pack_transposed_f32(int rows, nnf_int kc, const float *x,
+                                                nnf_int inc_mn, int width, float *out)
 {
-    const int rows8 = width / 8 * 8;
-    const int rows4 = width / 4 * 4;
+    const int rows8 = rows / 8 * 8;
+    const int rows4 = rows / 4 * 4;
     nnf_int p = 0;
     for (; p + 8 <= kc; p += 8) {
         for (int r = 0; r < rows8; r += 8) {
@@ -240,13 +241,13 @@ static NNF_TARGET_AVX2 void pack_transposed_f32(nnf_int kc, const float *x, nnf_
         }
         for (int r = rows4; r < width; r++) {
             for (int q = 0; q < 8; q++) {
-                out[(p + q) * width + r] = x[r * inc_mn + p + q];
+                out[(p + q) * width + r] = r < rows ? x[r * inc_mn + p + q] : 0.0f;
             }
         }
     }
     for (; p < kc; p++) {
         for (int r = 0; r < width; r++) {
-            out[p * width + r] = x[r * inc_mn + p];
+            out[p * width + r] = r < rows ? x[r * inc_mn + p] : 0.0f;
         }
     }
 }
@@ -311,12 +312,9 @@ NNF_DEFINE_PACK_EDGE_AVX2(double, f64, 4, lane_mask64, _mm256_maskload_pd,
             nnf_pack_##SUF(mn, kc, x, inc_mn, inc_k, width, packed);                       \
             return;                                                                        \
         }                                                                                  \
-        for (nnf_int i = 0; i < full; i += width) {                                        \
-            pack_transposed_##SUF(kc, xt + i * inc_mn, inc_mn, width, out + i * kc);       \
-        }                                                                                  \
-        if (full < mn) {                                                                   \
-            nnf_pack_##SUF(mn - full, kc, xt + full * inc_mn, inc_mn, inc_k, width,        \
-                           out + full * kc);                                               \
+        for (nnf_int i = 0; i < mn; i += width) {                                          \
+            int rows = (int)(mn - i < width ? mn - i : width);                             \
+            pack_transposed_##SUF(rows, kc, xt + i * inc_mn, inc_mn, width, out + i * kc); \
         }                                                                                  \
     }
 
