@@ -49,7 +49,7 @@ test-boundscheck: install
 	status=$$?; rm -rf $$scratch; exit $$status
 
 bench: install
-	$(PY) -m pip install -q ".[bench]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[bench]"
 	$(PY) benchmarks/train.py
 
 clean:
