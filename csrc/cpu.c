@@ -65,6 +65,63 @@ int nnf_simd_level(void)
     return level;
 }
 
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+/*
+ * Return 1 when the CPU's design runs two 512-bit FMAs per cycle, as on
+ * Intel Xeon from Skylake-SP on (the Gold 6000 and Platinum parts) and AMD
+ * Zen 5, else 0. Zen 4 splits each 512-bit FMA over its two 256-bit pipes.
+ * NOTE: decided by vendor and family, because CPUID does not report the
+ * FMA units. Intel parts with one 512-bit unit (Xeon Silver, Ice Lake
+ * laptops) count as two here. On them the AVX-512 tiles, chosen more often
+ * than their speed earns, still run at the AVX2 tiles' peak rate.
+ */
+static int detect_fma512_full(void)
+{
+    unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) {
+        return 0;
+    }
+    char vendor[13];
+    memcpy(vendor, &ebx, 4);
+    memcpy(vendor + 4, &edx, 4);
+    memcpy(vendor + 8, &ecx, 4);
+    vendor[12] = '\0';
+    if (strcmp(vendor, "GenuineIntel") == 0) {
+        return 1;
+    }
+    if (strcmp(vendor, "AuthenticAMD") != 0 || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) {
+        return 0;
+    }
+    unsigned int family = (eax >> 8) & 0xfu;
+    if (family == 0xfu) {
+        family += (eax >> 20) & 0xffu;
+    }
+    return family >= 0x1au;
+}
+#endif
+
+int nnf_fma512_full(void)
+{
+    /* Cached after the first call, like nnf_simd_level. */
+    static int full = -1;
+    if (full < 0) {
+        int detected = 0;
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+        detected = nnf_simd_level() == NNF_SIMD_AVX512 && detect_fma512_full();
+#endif
+        const char *forced = getenv("NNFAST_FMA512");
+        if (nnf_simd_level() == NNF_SIMD_AVX512 && forced != NULL) {
+            if (strcmp(forced, "full") == 0) {
+                detected = 1;
+            } else if (strcmp(forced, "half") == 0) {
+                detected = 0;
+            }
+        }
+        full = detected;
+    }
+    return full;
+}
+
 const char *nnf_simd_name(int level)
 {
     switch (level) {

@@ -193,12 +193,17 @@ void *nnf_workspace(int slot, size_t bytes)
  * Kernel tables
  * ------------------------------------------------------------------------- */
 
-/* One table entry; MC and NC follow from the cache sizes in gemm.h. */
-#define NNF_KERNEL(NAME, T, MR, NR, KC, COST, UKR, PACK, EPILOGUE)                           \
+/* One table entry; MC and NC follow from the cache sizes in gemm.h. ZMM is 1
+ * for the 512-bit tiles. */
+#define NNF_KERNEL_OF(NAME, T, MR, NR, KC, COST, UKR, PACK, EPILOGUE, ZMM)                    \
     {                                                                                      \
         NAME, sizeof(T), MR, NR, COST, NNF_MC_FOR(sizeof(T), KC, MR), KC,                  \
-            NNF_NC_FOR(sizeof(T), KC, NR), UKR, PACK, EPILOGUE                             \
+            NNF_NC_FOR(sizeof(T), KC, NR), UKR, PACK, EPILOGUE, ZMM                        \
     }
+#define NNF_KERNEL(NAME, T, MR, NR, KC, COST, UKR, PACK, EPILOGUE)                           \
+    NNF_KERNEL_OF(NAME, T, MR, NR, KC, COST, UKR, PACK, EPILOGUE, 0)
+#define NNF_KERNEL_ZMM(T, MR, NR, COST, UKR, PACK, EPILOGUE)                                 \
+    NNF_KERNEL_OF("avx512", T, MR, NR, NNF_KC_AVX512, COST, UKR, PACK, EPILOGUE, 1)
 
 static const nnf_gemm_kernel kernels_ref_f32[] = {
     NNF_KERNEL("generic", float, NNF_MR_REF_F32, NNF_NR_REF_F32, NNF_KC_F32, 1.0,
@@ -247,39 +252,41 @@ static const nnf_gemm_kernel kernels_avx2_f64[] = {NNF_AVX2_TILES_F64};
  * ones. Float64 128 x 10 x 256 (on C^T, 10 rows) took 12.5 us on 10 x 16
  * against 14.1 us on 5 x 8, because each value of B is loaded once, not
  * twice. Float64 32 x 128 x 10 took 2.2 us on 8 x 16, 2.6 us on 4 x 12.
- * NOTE: measured on Zen 4 only, where a 512-bit FMA takes both FMA pipes.
- * On CPUs with two 512-bit FMA units (Intel Xeon Gold and Platinum) these
- * costs are too high and large products would run faster on AVX-512 tiles.
+ * Where nnf_fma512_full() reports two 512-bit FMAs per cycle, the plan
+ * rates these tiles at twice the lanes per cycle, with the same costs. On
+ * an Intel Xeon of that kind (family 6, model 207), one core ran float32
+ * 1024^3 at 133 GFLOP/s on 12 x 32 tiles and 72 on 6 x 16, and float64 at
+ * 66 on 12 x 16 and 37 on 6 x 8, the ratios those costs give.
  */
 static const nnf_gemm_kernel kernels_avx512_f32[] = {
     NNF_AVX2_TILES_F32,
-    NNF_KERNEL("avx512", float, 12, 32, NNF_KC_AVX512, 1.1, nnf_ukr_avx512_12x2_f32,
+    NNF_KERNEL_ZMM(float, 12, 32, 1.1, nnf_ukr_avx512_12x2_f32,
                nnf_pack_avx2_f32, nnf_epilogue_tile_f32),
-    NNF_KERNEL("avx512", float, 8, 48, NNF_KC_AVX512, 1.1, nnf_ukr_avx512_8x3_f32,
+    NNF_KERNEL_ZMM(float, 8, 48, 1.1, nnf_ukr_avx512_8x3_f32,
                nnf_pack_avx2_f32, nnf_epilogue_tile_f32),
-    NNF_KERNEL("avx512", float, 10, 32, NNF_KC_AVX512, 1.11, nnf_ukr_avx512_10x2_f32,
+    NNF_KERNEL_ZMM(float, 10, 32, 1.11, nnf_ukr_avx512_10x2_f32,
                nnf_pack_avx2_f32, nnf_epilogue_tile_f32),
-    NNF_KERNEL("avx512", float, 8, 32, NNF_KC_AVX512, 1.13, nnf_ukr_avx512_8x2_f32,
+    NNF_KERNEL_ZMM(float, 8, 32, 1.13, nnf_ukr_avx512_8x2_f32,
                nnf_pack_avx2_f32, nnf_epilogue_tile_f32),
-    NNF_KERNEL("avx512", float, 6, 32, NNF_KC_AVX512, 1.16, nnf_ukr_avx512_6x2_f32,
+    NNF_KERNEL_ZMM(float, 6, 32, 1.16, nnf_ukr_avx512_6x2_f32,
                nnf_pack_avx2_f32, nnf_epilogue_tile_f32),
-    NNF_KERNEL("avx512", float, 4, 32, NNF_KC_AVX512, 1.22, nnf_ukr_avx512_4x2_f32,
+    NNF_KERNEL_ZMM(float, 4, 32, 1.22, nnf_ukr_avx512_4x2_f32,
                nnf_pack_avx2_f32, nnf_epilogue_tile_f32),
 };
 
 static const nnf_gemm_kernel kernels_avx512_f64[] = {
     NNF_AVX2_TILES_F64,
-    NNF_KERNEL("avx512", double, 12, 16, NNF_KC_AVX512, 1.0, nnf_ukr_avx512_12x2_f64,
+    NNF_KERNEL_ZMM(double, 12, 16, 1.0, nnf_ukr_avx512_12x2_f64,
                nnf_pack_avx2_f64, nnf_epilogue_tile_f64),
-    NNF_KERNEL("avx512", double, 8, 24, NNF_KC_AVX512, 1.0, nnf_ukr_avx512_8x3_f64,
+    NNF_KERNEL_ZMM(double, 8, 24, 1.0, nnf_ukr_avx512_8x3_f64,
                nnf_pack_avx2_f64, nnf_epilogue_tile_f64),
-    NNF_KERNEL("avx512", double, 10, 16, NNF_KC_AVX512, 1.02, nnf_ukr_avx512_10x2_f64,
+    NNF_KERNEL_ZMM(double, 10, 16, 1.02, nnf_ukr_avx512_10x2_f64,
                nnf_pack_avx2_f64, nnf_epilogue_tile_f64),
-    NNF_KERNEL("avx512", double, 8, 16, NNF_KC_AVX512, 1.03, nnf_ukr_avx512_8x2_f64,
+    NNF_KERNEL_ZMM(double, 8, 16, 1.03, nnf_ukr_avx512_8x2_f64,
                nnf_pack_avx2_f64, nnf_epilogue_tile_f64),
-    NNF_KERNEL("avx512", double, 6, 16, NNF_KC_AVX512, 1.06, nnf_ukr_avx512_6x2_f64,
+    NNF_KERNEL_ZMM(double, 6, 16, 1.06, nnf_ukr_avx512_6x2_f64,
                nnf_pack_avx2_f64, nnf_epilogue_tile_f64),
-    NNF_KERNEL("avx512", double, 4, 16, NNF_KC_AVX512, 1.12, nnf_ukr_avx512_4x2_f64,
+    NNF_KERNEL_ZMM(double, 4, 16, 1.12, nnf_ukr_avx512_4x2_f64,
                nnf_pack_avx2_f64, nnf_epilogue_tile_f64),
 };
 
@@ -723,7 +730,8 @@ static void remember_plan(const plan_memo *key)
 /*
  * Set *best_index_out, *best_swap_out and *best_dot_out to the tile shape
  * and orientation, or the dot plan, with the least estimated time, in
- * cycles: the micro-kernel's padded tiles (2 FMAs of one ymm per cycle),
+ * cycles: the micro-kernel's padded tiles (2 FMAs of one ymm per cycle, or
+ * of one zmm where nnf_fma512_full() says so),
  * packing, and for C^T the scalar stores of the transposed tiles.
  * Computing C^T = B^T A^T puts the long side of a narrow C (such as a
  * 10-class output layer) under NR, where it fills whole tiles.
@@ -736,6 +744,7 @@ static void estimate_plan(const gemm_plan *g, const nnf_gemm_kernel *kernels, in
 {
     double best = -1.0;
     int best_index = 0, best_swap = 0, best_dot = 0;
+    const int fma512_full = nnf_fma512_full();
     for (int swap = 0; swap < 2; swap++) {
         nnf_int m = swap ? g->n : g->m;
         nnf_int n = swap ? g->m : g->n;
@@ -743,18 +752,21 @@ static void estimate_plan(const gemm_plan *g, const nnf_gemm_kernel *kernels, in
         nnf_int rs_b = swap ? g->cs_a : g->rs_b, cs_b = swap ? g->rs_a : g->cs_b;
         for (int index = 0; index < count; index++) {
             const nnf_gemm_kernel *kern = &kernels[index];
-            double lanes_per_cycle = 2.0 * 32.0 / (double)kern->elem_size;
+            double lanes_per_cycle = 2.0 * (kern->zmm && fma512_full ? 64.0 : 32.0) /
+                                     (double)kern->elem_size;
             double cost = padded_area(kern, m, n) * (double)g->k * kern->tile_cost /
                           lanes_per_cycle;
             int direct_a, direct_b;
             choose_direct(kern, m, n, cs_a, cs_b, &direct_a, &direct_b);
-            if (!direct_a) {
-                double n_blocks = (double)((n + kern->nc - 1) / kern->nc);
-                cost += n_blocks * pack_cycles((double)m * (double)g->k, rs_a, cs_a);
-            }
-            if (!direct_b) {
-                cost += pack_cycles((double)n * (double)g->k, cs_b, rs_b);
-            }
+            /* Packing writes whole panels, zeros included. Operands read in
+             * place still have their edge panel packed. */
+            double rows_a = (double)(direct_a ? (m % kern->mr ? kern->mr : 0)
+                                              : (m + kern->mr - 1) / kern->mr * kern->mr);
+            double cols_b = (double)(direct_b ? (n % kern->nr ? kern->nr : 0)
+                                              : (n + kern->nr - 1) / kern->nr * kern->nr);
+            double n_blocks = (double)((n + kern->nc - 1) / kern->nc);
+            cost += n_blocks * pack_cycles(rows_a * (double)g->k, rs_a, cs_a);
+            cost += pack_cycles(cols_b * (double)g->k, cs_b, rs_b);
             if (swap) {
                 cost += 2.0 * (double)m * (double)n;
             }
@@ -991,7 +1003,7 @@ int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m
     int count;
     const nnf_gemm_kernel *kernels = elem_size == sizeof(float) ? nnf_gemm_kernels_f32(&count)
                                                                 : nnf_gemm_kernels_f64(&count);
-    if (index < 0 || index >= count) {
+    if ((index < 0 && index != NNF_GEMM_DOT_INDEX) || index >= count) {
         return NNF_EINVAL;
     }
     gemm_plan g = {0};
@@ -1000,7 +1012,29 @@ int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m
         one = &one_f32;
     }
     set_operands(&g, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, one, c, rs_c, cs_c);
-    return gemm_run(&g, kernels, count, n_threads, index, on_transpose);
+    if (index != NNF_GEMM_DOT_INDEX) {
+        return gemm_run(&g, kernels, count, n_threads, index, on_transpose);
+    }
+    if (on_transpose) {
+        transpose_problem(&g);
+    }
+    g.dot = dot_kernel(elem_size);
+    if (g.dot == NULL || g.n > NNF_DOT_MAX_N) {
+        return NNF_EINVAL;
+    }
+    if (g.m <= 0 || g.n <= 0) {
+        return NNF_OK;
+    }
+    if (g.cs_a != 1 && g.k > 1) {
+        return NNF_EINVAL;
+    }
+    if (g.k <= 0) {
+        /* Only C = beta * C is left, which the chosen plan does. */
+        g.dot = NULL;
+        return gemm_run(&g, kernels, count, n_threads, -1, 0);
+    }
+    g.kern = &kernels[0];
+    return gemm_dot_run(&g, n_threads);
 }
 
 int nnf_gemm_plan(size_t elem_size, nnf_int m, nnf_int n, nnf_int k, nnf_int rs_a,

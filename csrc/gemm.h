@@ -136,6 +136,7 @@ typedef struct {
     nnf_ukr_fn ukr;
     nnf_pack_fn pack;
     nnf_epilogue_fn epilogue;
+    int zmm; /* 1 for the 512-bit tiles */
 } nnf_gemm_kernel;
 
 /*
@@ -289,8 +290,12 @@ int nnf_gemm_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const double *a,
 const char *nnf_gemm_tile_kernel(size_t elem_size, int index, int *mr, int *nr);
 /* For tests: the product of nnf_gemm_f32/f64, without an epilogue, on tile
  * kernel `index` (on C^T when on_transpose is set) whatever the plan would
- * choose. elem_size is 4 or 8, and alpha and beta point to that type.
- * Returns NNF_EINVAL for an index past the table. */
+ * choose, or on the dot plan when index is NNF_GEMM_DOT_INDEX. elem_size is
+ * 4 or 8, and alpha and beta point to that type. Returns NNF_EINVAL for an
+ * index past the table, and for the dot plan where this SIMD level has no
+ * dot kernel, or where the rows of A (of B on C^T) are not contiguous along
+ * k or C has more than NNF_DOT_MAX_N columns (rows on C^T). */
+#define NNF_GEMM_DOT_INDEX (-2)
 int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m, nnf_int n,
                         nnf_int k, const void *alpha, const void *a, nnf_int rs_a,
                         nnf_int cs_a, const void *b, nnf_int rs_b, nnf_int cs_b,

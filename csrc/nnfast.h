@@ -41,6 +41,10 @@ typedef ptrdiff_t nnf_int;
  * lower. */
 int nnf_simd_level(void);
 const char *nnf_simd_name(int level);
+/* Return 1 when the level is AVX-512 and the CPU runs two 512-bit FMAs per
+ * cycle, twice the float rate of its 256-bit ones; NNFAST_FMA512 (full or
+ * half) overrides the detection. The GEMM's plan costs depend on it. */
+int nnf_fma512_full(void);
 
 /* Threads: 1 when built without OpenMP. */
 int nnf_openmp_enabled(void);

@@ -4,10 +4,12 @@
  *
  * With 32 zmm registers a 12 x 2 tile keeps 24 accumulators, two B vectors
  * and a broadcast A value in registers. Each k step then loads 14 vectors
- * for 24 FMAs, where the 6 x 2 AVX2 tile loads 8 for 12. On Zen 4 a 512-bit
- * FMA takes both 256-bit pipes, so the peak rate is that of the AVX2
- * kernels. The gain is in fewer loads and instructions per FMA, and in
- * taller tiles: the 10 rows of a 10-class output layer on C^T fit in one.
+ * for 24 FMAs, where the 6 x 2 AVX2 tile loads 8 for 12. Intel Xeon cores
+ * with two 512-bit FMA units run them at twice the AVX2 kernels' peak rate.
+ * On Zen 4 a 512-bit FMA takes both 256-bit pipes, so the peak rate is that
+ * of the AVX2 kernels, and the gain is in fewer loads and instructions per
+ * FMA, and in taller tiles: the 10 rows of a 10-class output layer on C^T
+ * fit in one.
  *
  * The body is shared with the AVX2 kernels (ukernel_body.h). gemm.c calls
  * these only when nnf_simd_level() reports NNF_SIMD_AVX512.

@@ -27,6 +27,15 @@ if _os.environ.get("NNFAST_PIN_THREADS", "") not in ("0", "1", ""):
         RuntimeWarning,
         stacklevel=2,
     )
+# NNFAST_FMA512 overrides the detected 512-bit FMA rate, which sets the
+# GEMM's choice between its 256-bit and 512-bit tiles.
+if _os.environ.get("NNFAST_FMA512", "") not in ("full", "half", ""):
+    _warnings.warn(
+        f"NNFAST_FMA512={_os.environ['NNFAST_FMA512']!r} is not full or half and is "
+        f"ignored; unset it to use the detected rate",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 from nnfast._threads import get_num_threads, set_num_threads
 from nnfast.backend import get_backend, set_backend
 from nnfast import (
@@ -60,6 +69,14 @@ def openmp_enabled():
     return _runtime.openmp_enabled()
 
 
+def _simd_description():
+    name = _runtime.simd_name()
+    if name == "avx512":
+        units = "two 512-bit FMAs" if _runtime.fma512_full() else "one 512-bit FMA"
+        name += f" ({units} per cycle)"
+    return name
+
+
 def show_config(file=None):
     """Print the version, build and run-time settings of nnfast."""
     import platform
@@ -75,7 +92,7 @@ def show_config(file=None):
         f"compiler: {sysconfig.get_config_var('CC') or 'unknown'}",
         f"openmp: {'enabled' if openmp_enabled() else 'disabled'}",
         f"threads: {get_num_threads()}",
-        f"simd: {_runtime.simd_name()}",
+        f"simd: {_simd_description()}",
         f"worker binding: {'on' if _runtime.binds_workers() else 'off'}",
         f"backend: {get_backend()}",
     ]

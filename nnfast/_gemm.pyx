@@ -25,6 +25,9 @@ cdef extern from "gemm.h" nogil:
     ctypedef Py_ssize_t nnf_int
     int NNF_OK
     int NNF_ENOMEM
+    int NNF_EINVAL
+    int nnf_simd_level()
+    const char *nnf_simd_name(int level)
 
     ctypedef struct nnf_epilogue_f32:
         pass
@@ -43,6 +46,7 @@ cdef extern from "gemm.h" nogil:
     int nnf_gemm_plan(size_t elem_size, nnf_int m, nnf_int n, nnf_int k, nnf_int rs_a,
                       nnf_int cs_a, nnf_int rs_b, nnf_int cs_b, char *out, size_t size)
     const char *nnf_gemm_tile_kernel(size_t elem_size, int index, int *mr, int *nr)
+    int NNF_GEMM_DOT_INDEX
     int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m,
                             nnf_int n, nnf_int k, const void *alpha, const void *a,
                             nnf_int rs_a, nnf_int cs_a, const void *b, nnf_int rs_b,
@@ -217,10 +221,23 @@ def gemm_with_tiles(kernel, a, b, c=None, trans_a=False, trans_b=False, alpha=1.
                     bool(on_transpose))
 
 
+def gemm_with_dot(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
+                  on_transpose=False, n_threads=None):
+    """``gemm`` on the dot plan, for tests, whatever plan ``gemm`` would choose.
+
+    The dot plan needs the AVX2 kernels, rows of op(A) contiguous along k
+    and at most 24 columns of C (with ``on_transpose``: rows of op(B)^T and
+    rows of C instead); elsewhere it raises ValueError.
+    """
+    return _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, NNF_GEMM_DOT_INDEX,
+                    bool(on_transpose))
+
+
 cdef object _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, int kernel,
                      bint on_transpose):
     """Check the operands and run the product; see ``gemm``. With kernel >= 0
-    the tile kernel of that index runs (``gemm_with_tiles``)."""
+    the tile kernel of that index runs (``gemm_with_tiles``), and with
+    NNF_GEMM_DOT_INDEX the dot plan (``gemm_with_dot``)."""
     cdef cnp.ndarray A = _matrix(a, "A")
     cdef cnp.ndarray B = _matrix(b, "B")
     cdef int typenum = cnp.PyArray_TYPE(A)
@@ -257,7 +274,7 @@ cdef object _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, int kern
     cdef float beta_f32 = <float>beta_value
     cdef size_t itemsize = cnp.PyArray_ITEMSIZE(A)
     with nogil:
-        if kernel >= 0:
+        if kernel != -1:
             status = nnf_gemm_with_tiles(
                 itemsize, kernel, on_transpose, m, n, k,
                 <const void *>&alpha_f32 if itemsize == 4 else <const void *>&alpha_value,
@@ -284,6 +301,13 @@ cdef object _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, int kern
     if status == NNF_ENOMEM:
         raise MemoryError(f"gemm: out of memory for the packing buffers of a "
                           f"({m}, {k}) x ({k}, {n}) product")
+    if status == NNF_EINVAL and kernel == NNF_GEMM_DOT_INDEX:
+        raise ValueError(
+            f"gemm_with_dot: the dot plan cannot run this ({m}, {k}) x ({k}, {n}) "
+            f"product with on_transpose={bool(on_transpose)} at SIMD level "
+            f"{nnf_simd_name(nnf_simd_level()).decode('ascii')}; it needs AVX2, "
+            f"rows of A contiguous along k and at most 24 columns of C"
+        )
     return C
 
 

@@ -3,6 +3,7 @@
 cdef extern from "nnfast.h":
     int nnf_simd_level() nogil
     const char *nnf_simd_name(int level) nogil
+    int nnf_fma512_full() nogil
     int nnf_openmp_enabled() nogil
     int nnf_omp_max_threads() nogil
     int nnf_effective_threads(int requested) nogil
@@ -66,3 +67,9 @@ def binds_workers():
 def simd_name():
     """Return the SIMD level the kernels chose for this CPU."""
     return nnf_simd_name(nnf_simd_level()).decode("ascii")
+
+
+def fma512_full():
+    """Return True when the level is AVX-512 and the CPU runs two 512-bit
+    FMAs per cycle. The GEMM then prefers its 512-bit tiles."""
+    return bool(nnf_fma512_full())

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from nnfast import _reference, _runtime
-from nnfast._gemm import gemm, gemm_plan, gemm_with_tiles, tile_kernels
+from nnfast._gemm import gemm, gemm_plan, gemm_with_dot, gemm_with_tiles, tile_kernels
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
@@ -229,18 +231,18 @@ def test_gemm_dot_plan_matches_reference(shape, dtype):
     rng = rng_for("dot", shape, dtype.__name__)
     a, b, c0 = make_operands(m, n, k, False, False, dtype, rng)
     b_rows = np.ascontiguousarray(b.T)
-    if SIMD:
-        # Columns of B contiguous along k, which the kernel reads in place.
-        # With B row-major the plan packs them first, and some of these
-        # shapes are faster on the tile kernel then.
-        assert gemm_plan(a, b_rows, trans_b=True) == "dot"
+    # With SIMD the dot plan runs whatever gemm would choose: B.T's rows are
+    # read in place, and row-major B is packed first. It reads the rows of A
+    # forward, so A with negative strides goes through gemm's own plan.
     for alpha, beta in ((1.0, 0.0), (-0.75, 0.5)):
         want = _reference.gemm(a, b, c0.copy(), alpha=alpha, beta=beta)
         for name, b_view, tb in (("B", b, False), ("B.T rows", b_rows, True)):
             for a_name, a_view in layouts(a):
                 if a_name in ("f-order", "strided"):
                     continue
-                got = gemm(a_view, b_view, c0.copy(), False, tb, alpha, beta)
+                dot = SIMD and a_name != "negative-strides"
+                product = gemm_with_dot if dot else gemm
+                got = product(a_view, b_view, c0.copy(), False, tb, alpha, beta)
                 try:
                     assert_gemm_close(got, want, a, b, c0, False, False, alpha, beta)
                 except AssertionError as error:
@@ -269,17 +271,15 @@ def test_gemm_dot_plan_packs_row_major_b(dtype, shape):
     b = rng.standard_normal((k, n)).astype(dtype)
     c0 = rng.standard_normal((m, n)).astype(dtype)
     b_rows = np.ascontiguousarray(b.T)
-    assert gemm_plan(a, b) == "dot"
-    assert gemm_plan(a, b_rows, trans_b=True) == "dot"
     # Packing only moves values, so the result must equal, bit for bit, the
     # one from B^T's rows read in place.
-    want = gemm(a, b_rows, c0.copy(), False, True, -0.5, 0.25)
+    want = gemm_with_dot(a, b_rows, c0.copy(), False, True, -0.5, 0.25)
     padded = np.zeros((k, n + 3), dtype)
     padded[:, 1:n + 1] = b
     reversed_rows = np.ascontiguousarray(b[::-1])[::-1]
     for name, view in (("row-major", b), ("padded rows", padded[:, 1:n + 1]),
                        ("reversed rows", reversed_rows)):
-        got = gemm(a, view, c0.copy(), False, False, -0.5, 0.25)
+        got = gemm_with_dot(a, view, c0.copy(), False, False, -0.5, 0.25)
         np.testing.assert_array_equal(got, want, err_msg=f"B {name}")
     assert_gemm_close(want, _reference.gemm(a, b, c0.copy(), alpha=-0.5, beta=0.25),
                       a, b, c0, False, False, -0.5, 0.25)
@@ -293,11 +293,31 @@ def test_gemm_dot_plan_on_transposed_product(dtype):
     a = rng.standard_normal((10, 130)).astype(dtype)
     b_rows = rng.standard_normal((200, 130)).astype(dtype)
     c0 = rng.standard_normal((10, 200)).astype(dtype)
-    if SIMD:
-        assert gemm_plan(a, b_rows, trans_b=True) == "dot on C^T"
-    got = gemm(a, b_rows, c0.copy(), False, True, 2.0, -1.0)
     want = _reference.gemm(a, b_rows, c0.copy(), False, True, 2.0, -1.0)
+    got = gemm(a, b_rows, c0.copy(), False, True, 2.0, -1.0)
     assert_gemm_close(got, want, a, b_rows, c0, False, True, 2.0, -1.0)
+    if SIMD:
+        got = gemm_with_dot(a, b_rows, c0.copy(), False, True, 2.0, -1.0, on_transpose=True)
+        assert_gemm_close(got, want, a, b_rows, c0, False, True, 2.0, -1.0)
+
+
+def test_gemm_with_dot_rejects_products_it_cannot_run():
+    a = np.ones((5, 40))
+    if not SIMD:
+        with pytest.raises(ValueError, match="it needs AVX2"):
+            gemm_with_dot(a, np.ones((40, 3)))
+        return
+    with pytest.raises(ValueError, match=r"\(5, 40\) x \(40, 30\) product"):
+        gemm_with_dot(a, np.ones((40, 30)))
+    with pytest.raises(ValueError, match="rows of A contiguous along k"):
+        gemm_with_dot(np.ones((40, 5)).T, np.ones((40, 3)))
+    # On C^T the rows of B^T take A's place, and C's rows its columns.
+    with pytest.raises(ValueError, match="on_transpose=True"):
+        gemm_with_dot(np.ones((3, 40)), np.ones((40, 5)), on_transpose=True)
+    np.testing.assert_allclose(
+        gemm_with_dot(np.ones((3, 40)), np.ones((5, 40)), trans_b=True, on_transpose=True),
+        np.full((3, 5), 40.0),
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -305,7 +325,7 @@ def test_gemm_dot_plan_beta_zero_ignores_nan(dtype):
     rng = rng_for("dot nan", dtype.__name__)
     a, b, _ = make_operands(20, 10, 40, False, False, dtype, rng)
     c = np.full((20, 10), np.nan, dtype=dtype)
-    gemm(a, b, c, beta=0.0)
+    (gemm_with_dot if SIMD else gemm)(a, b, c, beta=0.0)
     assert_gemm_close(c, _reference.gemm(a, b), a, b, None, False, False, 1.0, 0.0)
 
 
@@ -321,7 +341,9 @@ def test_gemm_plan_names():
     a = np.zeros((256, 128), np.float32)
     assert gemm_plan(a[:2], np.zeros((128, 10), np.float32)) == "rows"
     assert gemm_plan(a[:0], np.zeros((128, 10), np.float32)) == "empty"
-    expected = "tiles 6x16" if SIMD else "tiles"
+    expected = "tiles"
+    if SIMD:
+        expected = "tiles 8x32" if _runtime.fma512_full() else "tiles 6x16"
     assert gemm_plan(a, np.zeros((128, 128), np.float32)).startswith(expected)
     if SIMD:
         # The batch's gradient X^T dY has no operand contiguous along k.
@@ -335,17 +357,19 @@ def test_gemm_plan_names():
 def test_dense_forward_dot_plan_matches_reference(activation, dtype):
     from nnfast._dense import dense_forward
 
-    # The output layer's shape: the epilogue runs on each row tile of C.
+    # A 10-class output layer: the epilogue runs on each row tile of C. With
+    # 300 inputs the plan is dot on both 512-bit FMA rates (with 128, float64
+    # takes 4 x 16 tiles where a CPU runs two 512-bit FMAs per cycle).
     rng = rng_for("dot dense", activation, dtype)
-    x = rng.standard_normal((37, 128)).astype(dtype)
-    kernel = rng.standard_normal((128, 10)).astype(dtype)
+    x = rng.standard_normal((37, 300)).astype(dtype)
+    kernel = rng.standard_normal((300, 10)).astype(dtype)
     bias = rng.standard_normal(10).astype(dtype)
     if SIMD:
         assert gemm_plan(x, kernel) == "dot"
     got = dense_forward(x, kernel, bias, activation)
     want = _reference.dense_forward(x, kernel, bias, activation)
     eps = float(np.finfo(dtype).eps)
-    np.testing.assert_allclose(got, want, rtol=100 * eps, atol=100 * eps * 128)
+    np.testing.assert_allclose(got, want, rtol=100 * eps, atol=100 * eps * 300)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -690,3 +714,77 @@ def test_lower_simd_level_in_subprocess(level):
     )
     assert done.returncode == 0, done.stderr
     assert "kernels ok" in done.stdout
+
+
+def cpuinfo_fields():
+    """Return the vendor, family and flags of the first CPU in /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        pytest.skip("/proc/cpuinfo cannot be read")
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if not {"vendor_id", "cpu family", "flags"} <= fields.keys():
+        pytest.skip("/proc/cpuinfo lacks the vendor, family or flags")
+    return fields["vendor_id"], int(fields["cpu family"]), set(fields["flags"].split())
+
+
+def test_fma512_rate_follows_cpu_family():
+    if _runtime.simd_name() != "avx512":
+        assert not _runtime.fma512_full()
+        return
+    if os.environ.get("NNFAST_FMA512"):
+        pytest.skip("NNFAST_FMA512 overrides the detection")
+    vendor, family, _ = cpuinfo_fields()
+    # Intel server cores from Skylake-SP on and AMD Zen 5 (family 26) run
+    # two 512-bit FMAs per cycle; Zen 4 (family 25) runs one.
+    expected = vendor == "GenuineIntel" or (vendor == "AuthenticAMD" and family >= 26)
+    assert _runtime.fma512_full() == expected
+
+
+FMA512_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np
+    from nnfast import _runtime
+    from nnfast._gemm import gemm_plan
+
+    a = np.ones((1024, 1024), dtype=np.float32)
+    print(_runtime.simd_name(), _runtime.fma512_full(), gemm_plan(a, a))
+    """
+)
+
+
+@pytest.mark.parametrize("rate", ["full", "half"])
+def test_fma512_override_sets_tile_width(rate):
+    """NNFAST_FMA512=full makes the float32 1024^3 product take a 32-wide
+    AVX-512 tile, and half the 16-wide AVX2 one, which the cost model rates
+    faster where a 512-bit FMA takes both 256-bit pipes."""
+    env = dict(os.environ, NNFAST_FMA512=rate)
+    env.pop("NNFAST_SIMD", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-c", FMA512_SCRIPT], env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    simd, full, plan = done.stdout.split(maxsplit=2)
+    if simd != "avx512":
+        assert full == "False"
+        return
+    assert full == str(rate == "full")
+    width = int(plan.split()[1].split("x")[1])
+    assert width == (32 if rate == "full" else 16), plan
+
+
+def test_unknown_fma512_value_warns():
+    env = dict(os.environ, NNFAST_FMA512="double")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", "import nnfast"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode != 0
+    assert "NNFAST_FMA512='double' is not full or half" in done.stderr
