@@ -253,10 +253,11 @@ static const nnf_gemm_kernel kernels_avx2_f64[] = {NNF_AVX2_TILES_F64};
  * against 14.1 us on 5 x 8, because each value of B is loaded once, not
  * twice. Float64 32 x 128 x 10 took 2.2 us on 8 x 16, 2.6 us on 4 x 12.
  * Where nnf_fma512_full() reports two 512-bit FMAs per cycle, the plan
- * rates these tiles at twice the lanes per cycle, with the same costs. On
- * an Intel Xeon of that kind (family 6, model 207), one core ran float32
- * 1024^3 at 133 GFLOP/s on 12 x 32 tiles and 72 on 6 x 16, and float64 at
- * 66 on 12 x 16 and 37 on 6 x 8, the ratios those costs give.
+ * rates these tiles at twice the lanes per cycle, with the same costs, which
+ * predicts them 1.8 to 2 times as fast as the AVX2 tiles. On an Intel Xeon
+ * of that kind (family 6, model 207), one core ran float32 1024^3 at 133
+ * GFLOP/s on 12 x 32 tiles and 72 on 6 x 16. Float64 ran at 66 on 12 x 16
+ * and 37 on 6 x 8.
  */
 static const nnf_gemm_kernel kernels_avx512_f32[] = {
     NNF_AVX2_TILES_F32,
@@ -731,7 +732,7 @@ static void remember_plan(const plan_memo *key)
  * Set *best_index_out, *best_swap_out and *best_dot_out to the tile shape
  * and orientation, or the dot plan, with the least estimated time, in
  * cycles: the micro-kernel's padded tiles (2 FMAs of one ymm per cycle, or
- * of one zmm where nnf_fma512_full() says so),
+ * of one zmm where nnf_fma512_full() returns 1),
  * packing, and for C^T the scalar stores of the transposed tiles.
  * Computing C^T = B^T A^T puts the long side of a narrow C (such as a
  * 10-class output layer) under NR, where it fills whole tiles.

@@ -7,35 +7,29 @@ import warnings as _warnings
 
 from nnfast import _runtime
 
-# The C kernels read NNFAST_SIMD when first used, and only these values lower
-# the SIMD level. Any other value is ignored, so warn about it.
-_SIMD_CAPS = ("generic", "avx2")
-if _os.environ.get("NNFAST_SIMD", "") not in _SIMD_CAPS + ("",):
-    _warnings.warn(
-        f"NNFAST_SIMD={_os.environ['NNFAST_SIMD']!r} is not one of "
-        f"{', '.join(_SIMD_CAPS)} and is ignored; unset it, or set one of those "
-        f"values before importing nnfast",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-# The C kernels read NNFAST_PIN_THREADS once: "0" stops them binding OpenMP
-# workers to CPUs, and any other value leaves binding on.
-if _os.environ.get("NNFAST_PIN_THREADS", "") not in ("0", "1", ""):
-    _warnings.warn(
-        f"NNFAST_PIN_THREADS={_os.environ['NNFAST_PIN_THREADS']!r} is not 0 or 1, "
-        f"so worker binding stays on; set 0 to turn it off",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-# NNFAST_FMA512 overrides the detected 512-bit FMA rate, which sets the
-# GEMM's choice between its 256-bit and 512-bit tiles.
-if _os.environ.get("NNFAST_FMA512", "") not in ("full", "half", ""):
-    _warnings.warn(
-        f"NNFAST_FMA512={_os.environ['NNFAST_FMA512']!r} is not full or half and is "
-        f"ignored; unset it to use the detected rate",
-        RuntimeWarning,
-        stacklevel=2,
-    )
+
+def _check_setting(name, allowed, meaning):
+    """Warn when the environment sets name to a value outside allowed.
+
+    The C kernels read these variables once, when first used, and treat an
+    unknown value as unset. ``meaning`` is what that does.
+    """
+    value = _os.environ.get(name, "")
+    if value not in allowed + ("",):
+        _warnings.warn(
+            f"{name}={value!r} is not one of {', '.join(allowed)}, so {meaning}. "
+            f"Set one of those values before importing nnfast",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+# NNFAST_SIMD lowers the SIMD level, NNFAST_PIN_THREADS=0 stops the binding
+# of OpenMP workers to CPUs, and NNFAST_FMA512 overrides the 512-bit FMA
+# rate that sets the GEMM's choice between 256-bit and 512-bit tiles.
+_check_setting("NNFAST_SIMD", ("generic", "avx2"), "it is ignored")
+_check_setting("NNFAST_PIN_THREADS", ("0", "1"), "worker binding stays on")
+_check_setting("NNFAST_FMA512", ("full", "half"), "the detected rate is used")
 from nnfast._threads import get_num_threads, set_num_threads
 from nnfast.backend import get_backend, set_backend
 from nnfast import (

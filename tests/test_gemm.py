@@ -301,7 +301,7 @@ def test_gemm_dot_plan_on_transposed_product(dtype):
         assert_gemm_close(got, want, a, b_rows, c0, False, True, 2.0, -1.0)
 
 
-def test_gemm_with_dot_rejects_products_it_cannot_run():
+def test_gemm_with_dot_rejects_bad_layouts():
     a = np.ones((5, 40))
     if not SIMD:
         with pytest.raises(ValueError, match="it needs AVX2"):
@@ -740,7 +740,7 @@ def test_fma512_rate_follows_cpu_family():
         pytest.skip("NNFAST_FMA512 overrides the detection")
     vendor, family, _ = cpuinfo_fields()
     # Intel server cores from Skylake-SP on and AMD Zen 5 (family 26) run
-    # two 512-bit FMAs per cycle; Zen 4 (family 25) runs one.
+    # two 512-bit FMAs per cycle. Zen 4 (family 25) runs one.
     expected = vendor == "GenuineIntel" or (vendor == "AuthenticAMD" and family >= 26)
     assert _runtime.fma512_full() == expected
 
@@ -787,4 +787,4 @@ def test_unknown_fma512_value_warns():
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode != 0
-    assert "NNFAST_FMA512='double' is not full or half" in done.stderr
+    assert "NNFAST_FMA512='double' is not one of full, half" in done.stderr

@@ -322,7 +322,7 @@ def test_unknown_pin_threads_value_warns():
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode != 0
-    assert "NNFAST_PIN_THREADS='yes' is not 0 or 1" in done.stderr
+    assert "NNFAST_PIN_THREADS='yes' is not one of 0, 1, so worker binding stays on" in done.stderr
 
 
 # Concurrent calls ------------------------------------------------------------
