@@ -226,8 +226,8 @@ def gemm_with_dot(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.
     """``gemm`` on the dot plan, for tests, whatever plan ``gemm`` would choose.
 
     The dot plan needs the AVX2 kernels, rows of op(A) contiguous along k
-    and at most 24 columns of C (with ``on_transpose``: rows of op(B)^T and
-    rows of C instead); elsewhere it raises ValueError.
+    and at most 24 columns of C. With ``on_transpose`` the rows of op(B)^T
+    and of C take their places. Elsewhere it raises ValueError.
     """
     return _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, NNF_GEMM_DOT_INDEX,
                     bool(on_transpose))
@@ -302,13 +302,26 @@ cdef object _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, int kern
         raise MemoryError(f"gemm: out of memory for the packing buffers of a "
                           f"({m}, {k}) x ({k}, {n}) product")
     if status == NNF_EINVAL and kernel == NNF_GEMM_DOT_INDEX:
-        raise ValueError(
-            f"gemm_with_dot: the dot plan cannot run this ({m}, {k}) x ({k}, {n}) "
-            f"product with on_transpose={bool(on_transpose)} at SIMD level "
-            f"{nnf_simd_name(nnf_simd_level()).decode('ascii')}; it needs AVX2, "
-            f"rows of A contiguous along k and at most 24 columns of C"
-        )
+        raise ValueError(_dot_refusal(m, n, k, on_transpose))
     return C
+
+
+cdef str _dot_refusal(nnf_int m, nnf_int n, nnf_int k, bint on_transpose):
+    """Return why gemm_with_dot cannot run this product, checked in the C
+    library's order: the SIMD level, the size of C, then the layout."""
+    cdef str simd = nnf_simd_name(nnf_simd_level()).decode("ascii")
+    cdef str side = "rows" if on_transpose else "columns"
+    cdef nnf_int width = m if on_transpose else n
+    if simd == "generic":
+        reason = "the dot plan needs AVX2, and this process runs the portable kernels"
+    elif width > 24:
+        reason = f"C has {width} {side}, and the dot plan takes at most 24"
+    elif on_transpose:
+        reason = "the rows of op(B)^T are not contiguous along k"
+    else:
+        reason = "the rows of op(A) are not contiguous along k"
+    return (f"gemm_with_dot: cannot run the ({m}, {k}) x ({k}, {n}) product on the dot "
+            f"plan with on_transpose={bool(on_transpose)}: {reason}")
 
 
 def gemm_plan(a, b, trans_a=False, trans_b=False):
