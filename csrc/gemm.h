@@ -292,9 +292,10 @@ const char *nnf_gemm_tile_kernel(size_t elem_size, int index, int *mr, int *nr);
  * kernel `index` (on C^T when on_transpose is set) whatever the plan would
  * choose, or on the dot plan when index is NNF_GEMM_DOT_INDEX. elem_size is
  * 4 or 8, and alpha and beta point to that type. Returns NNF_EINVAL for an
- * index past the table, and for the dot plan where this SIMD level has no
- * dot kernel, or where the rows of A (of B on C^T) are not contiguous along
- * k or C has more than NNF_DOT_MAX_N columns (rows on C^T). */
+ * index past the table. For the dot plan it also returns NNF_EINVAL where
+ * this SIMD level has no dot kernel, where the rows of A (of B on C^T) are
+ * not contiguous along k, or where C has more than NNF_DOT_MAX_N columns
+ * (rows on C^T). */
 #define NNF_GEMM_DOT_INDEX (-2)
 int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m, nnf_int n,
                         nnf_int k, const void *alpha, const void *a, nnf_int rs_a,

@@ -160,7 +160,7 @@ NNF_DEFINE_PACK(double, f64)
  * 8 (float32) k steps of each group of rows into one store per k step,
  * instead of one scalar load and store per element. Rows left over after the
  * groups of 8 and 4, and k steps after the last full chunk, are copied one
- * element at a time. The last panel holds `rows` rows, fewer than `width`,
+ * element at a time. The last panel contains `rows` rows, fewer than `width`,
  * and zeros after them.
  */
 static NNF_TARGET_AVX2 void pack_transposed_f64(int rows, nnf_int kc, const double *x,

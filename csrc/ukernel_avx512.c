@@ -7,7 +7,7 @@
  * for 24 FMAs, where the 6 x 2 AVX2 tile loads 8 for 12. Intel Xeon cores
  * with two 512-bit FMA units run them at twice the AVX2 kernels' peak rate.
  * On Zen 4 a 512-bit FMA takes both 256-bit pipes, so the peak rate is that
- * of the AVX2 kernels, and the gain is in fewer loads and instructions per
+ * of the AVX2 kernels. There the gain is in fewer loads and instructions per
  * FMA, and in taller tiles: the 10 rows of a 10-class output layer on C^T
  * fit in one.
  *
