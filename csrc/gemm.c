@@ -3,10 +3,16 @@
  *
  * Loops (BLIS names), outermost first:
  *   jc over n in steps of NC   (a KC x NC panel of packed B lives in L3)
- *   pc over k in steps of KC   (pack that panel of B, shared by the team)
+ *   pc over k in steps of KC   (pack that panel of B)
  *   ic over m in steps of MC   (pack an MC x KC block of A, which lives in L2)
- *   jr over the NR-wide micro-panels of packed B (one stays in L1)
- *   ir over the MR-tall micro-panels of packed A, calling the micro-kernel.
+ *   chunks of the B panel of NNF_B_CHUNK_BYTES (one lives in L2)
+ *   ir over the MR-tall micro-panels of packed A (one stays in L1)
+ *   jr over the NR-wide micro-panels of the chunk, calling the micro-kernel.
+ * With jr innermost, consecutive tiles of a row-major C are adjacent, and
+ * the hardware prefetchers fetch C ahead of the micro-kernel. The order
+ * BLIS uses for its column-major C, jr outside ir, moves each tile MR rows
+ * down, so C came from memory late. On one Intel Xeon core, float64 2048^3
+ * ran at 62 GFLOP/s in that order and at 72 with jr innermost.
  * The first k block scales C by beta, and later blocks add to it. After the
  * last k block of a tile, the epilogue (bias, activation, pre-activation
  * copy) runs on that tile while it is still in L1.
@@ -370,6 +376,7 @@ typedef struct {
     int swapped;       /* 1: computing C^T = B^T A^T, so the epilogue swaps axes */
     int direct_a;      /* 1: full MR panels are read from A in place, not packed */
     int direct_b;      /* 1: full NR panels are read from B in place (cs_b == 1) */
+    nnf_int chunk_cols; /* columns of B per chunk of the macro-kernel */
     const nnf_dot_kernel *dot; /* not NULL: the dot kernels compute C (gemm_dot_thread) */
     char *bt_packed;   /* dot plan: one packed k block of Bt per thread */
     size_t bt_bytes;   /* bytes of one packed Bt block */
@@ -391,49 +398,64 @@ static nnf_int min_int(nnf_int x, nnf_int y)
     return x < y ? x : y;
 }
 
-/* Macro-kernel: the jr and ir loops over the tiles of one A block (mc rows
- * starting at row ic) and the columns [jr_begin, jr_end) of one B panel (nc
- * columns starting at column jc), for k block pc. */
-static void macro_kernel(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int jc, nnf_int nc,
-                         nnf_int jr_begin, nnf_int jr_end, nnf_int pc, nnf_int kc,
-                         const char *a_packed, const char *b_packed, const void *beta,
-                         int last_k_block)
+/* Run the micro-kernel, then on the last k block the epilogue, on the tile
+ * at row ir and column jr of the block (rows from ic, columns from jc). */
+static inline void run_tile(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int jc, nnf_int nc,
+                            nnf_int ir, nnf_int jr, nnf_int pc, nnf_int kc,
+                            const char *a_packed, const char *b_packed, const void *beta,
+                            int last_k_block)
 {
     const nnf_gemm_kernel *kern = g->kern;
     const ptrdiff_t es = (ptrdiff_t)kern->elem_size;
     const int mr = kern->mr;
     const int nr = kern->nr;
-
-    for (nnf_int jr = jr_begin; jr < jr_end; jr += nr) {
-        nnf_int n_cur = min_int(nr, nc - jr);
-        nnf_int j0 = jc + jr;
-        const char *b_panel = b_packed + jr * kc * es;
-        nnf_int rs_bp = nr;
-        if (g->direct_b && n_cur == nr) {
-            b_panel = g->b + (pc * g->rs_b + j0) * es;
-            rs_bp = g->rs_b;
+    nnf_int n_cur = min_int(nr, nc - jr);
+    nnf_int m_cur = min_int(mr, mc - ir);
+    nnf_int i0 = ic + ir, j0 = jc + jr;
+    const char *b_panel = b_packed + jr * kc * es;
+    nnf_int rs_bp = nr;
+    if (g->direct_b && n_cur == nr) {
+        b_panel = g->b + (pc * g->rs_b + j0) * es;
+        rs_bp = g->rs_b;
+    }
+    const char *a_panel = a_packed + ir * kc * es;
+    nnf_int rs_ap = 1, cs_ap = mr;
+    if (g->direct_a && m_cur == mr) {
+        a_panel = g->a + (i0 * g->rs_a + pc * g->cs_a) * es;
+        rs_ap = g->rs_a;
+        cs_ap = g->cs_a;
+    }
+    char *c_tile = g->c + (i0 * g->rs_c + j0 * g->cs_c) * es;
+    kern->ukr(m_cur, n_cur, kc, a_panel, rs_ap, cs_ap, b_panel, rs_bp, c_tile, g->rs_c, g->cs_c,
+              g->alpha, beta);
+    if (last_k_block && g->epilogue != NULL) {
+        if (g->swapped) {
+            kern->epilogue(n_cur, m_cur, j0, i0, c_tile, g->cs_c, g->rs_c, g->epilogue);
+        } else {
+            kern->epilogue(m_cur, n_cur, i0, j0, c_tile, g->rs_c, g->cs_c, g->epilogue);
         }
+    }
+}
+
+/* Macro-kernel: the tiles of one A block (mc rows starting at row ic) and
+ * the columns [jr_begin, jr_end) of one B panel (nc columns starting at
+ * column jc), for k block pc. The columns are cut into chunks of
+ * g->chunk_cols, and within a chunk each A micro-panel runs along the B
+ * micro-panels, so that the tiles of C it writes are adjacent in a
+ * row-major C. */
+static void macro_kernel(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int jc, nnf_int nc,
+                         nnf_int jr_begin, nnf_int jr_end, nnf_int pc, nnf_int kc,
+                         const char *a_packed, const char *b_packed, const void *beta,
+                         int last_k_block)
+{
+    const int mr = g->kern->mr;
+    const int nr = g->kern->nr;
+    for (nnf_int j0 = jr_begin; j0 < jr_end; j0 += g->chunk_cols) {
+        nnf_int j1 = min_int(j0 + g->chunk_cols, jr_end);
         for (nnf_int ir = 0; ir < mc; ir += mr) {
-            nnf_int m_cur = min_int(mr, mc - ir);
-            nnf_int i0 = ic + ir;
-            const char *a_panel = a_packed + ir * kc * es;
-            nnf_int rs_ap = 1, cs_ap = mr;
-            if (g->direct_a && m_cur == mr) {
-                a_panel = g->a + (i0 * g->rs_a + pc * g->cs_a) * es;
-                rs_ap = g->rs_a;
-                cs_ap = g->cs_a;
-            }
-            char *c_tile = g->c + (i0 * g->rs_c + j0 * g->cs_c) * es;
-            kern->ukr(m_cur, n_cur, kc, a_panel, rs_ap, cs_ap, b_panel, rs_bp, c_tile, g->rs_c,
-                      g->cs_c, g->alpha, beta);
-            if (last_k_block && g->epilogue != NULL) {
-                if (g->swapped) {
-                    kern->epilogue(n_cur, m_cur, j0, i0, c_tile, g->cs_c, g->rs_c,
-                                   g->epilogue);
-                } else {
-                    kern->epilogue(m_cur, n_cur, i0, j0, c_tile, g->rs_c, g->cs_c,
-                                   g->epilogue);
-                }
+            for (nnf_int jr = j0; jr < j1; jr += nr) {
+                run_tile(g, ic, mc, jc, nc, ir, jr, pc, kc, a_packed, b_packed, beta,
+                         last_k_block);
             }
         }
     }
@@ -902,6 +924,10 @@ static int gemm_run(gemm_plan *g, const nnf_gemm_kernel *kernels, int count, int
     g->nc = balanced_block(n, kern->nc, kern->nr);
     nnf_int rows = g->split_m ? (panels_m + nt - 1) / nt * kern->mr : m;
     g->mc = balanced_block(rows, kern->mc, kern->mr);
+    nnf_int kc_chunk = k < 1 ? 1 : min_int(g->kc, k);
+    nnf_int chunk = NNF_ROUND_DOWN((nnf_int)(NNF_B_CHUNK_BYTES / ((size_t)kc_chunk * es)),
+                                   kern->nr);
+    g->chunk_cols = chunk > kern->nr ? chunk : kern->nr;
 
     /* Workspace: one B panel per thread, then one A block per thread. */
     nnf_int kc_max = min_int(g->kc, k);

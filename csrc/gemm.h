@@ -19,22 +19,33 @@ extern "C" {
  * Cache sizes the block sizes are derived from: a 32 KiB L1d and a 1 MiB L2
  * per core, as on AMD Zen 4 and Intel Skylake-SP and later, and a quarter of
  * a 32 MiB shared L3. On Zen 2 and 3 (512 KiB L2) an A block fills all of L2.
+ * Each can be set with -D when building, to try the block sizes of another
+ * cache.
  */
+#ifndef NNF_L1D_BYTES
 #define NNF_L1D_BYTES (32 * 1024)
+#endif
+#ifndef NNF_L2_BYTES
 #define NNF_L2_BYTES (1024 * 1024)
+#endif
+#ifndef NNF_L3_SHARE_BYTES
 #define NNF_L3_SHARE_BYTES (8 * 1024 * 1024)
+#endif
 
 /*
- * KC: a KC x NR micro-panel of packed B stays in L1 while the micro-kernel
- * sweeps the A micro-panels. So KC * NR * sizeof(T) is half of L1d for the
- * 16-wide float32 and 8-wide float64 tiles, and three quarters for the
- * 12-wide float64 tile. The rest of L1 is for the streaming A micro-panel
- * and C.
+ * KC: an MR x KC micro-panel of packed A stays in L1 while the micro-kernel
+ * runs along the B micro-panels of a chunk, each KC x NR. KC * 16 * 4 (a
+ * float32 B micro-panel of the AVX2 tiles) and KC * 8 * 8 (float64) are half
+ * of L1d, so one B micro-panel and the A micro-panel fit together.
  * MC: an MC x KC block of packed A takes about half of L2.
+ * B chunk: KC x (chunk columns) of packed B takes the other half of L2, and
+ * the macro-kernel runs all row panels of the A block along one chunk
+ * before the next.
  * NC: a KC x NC panel of packed B takes NNF_L3_SHARE_BYTES.
  * Each MC is a multiple of its MR and each NC a multiple of its NR, so edge
  * tiles only occur at the end of the matrix, whatever the thread count.
  */
+#define NNF_B_CHUNK_BYTES (NNF_L2_BYTES / 2)
 #define NNF_KC_F32 (NNF_L1D_BYTES / 2 / (16 * 4))
 #define NNF_KC_F64 (NNF_L1D_BYTES / 2 / (8 * 8))
 
@@ -55,7 +66,9 @@ extern "C" {
  */
 #define NNF_MR_AVX512_MAX 12
 #define NNF_NV_AVX512_MAX 3
+#ifndef NNF_KC_AVX512
 #define NNF_KC_AVX512 256
+#endif
 
 /* Portable C: small tiles whose accumulators fit in 16 SSE registers. */
 #define NNF_MR_REF_F32 4

@@ -403,9 +403,14 @@ def test_gemm_new_output(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("shape", [(300, 20, 600), (20, 8300, 7), (600, 600, 300)],
-                         ids=["k-blocks", "n-blocks", "m-blocks"])
+@pytest.mark.parametrize(
+    "shape",
+    [(300, 20, 600), (20, 8300, 7), (600, 600, 300), (50, 1003, 520)],
+    ids=["k-blocks", "n-blocks", "m-blocks", "column-chunks"],
+)
 def test_gemm_several_blocks(shape, dtype):
+    # In (50, 1003, 520) each row panel runs along two or three chunks of
+    # the packed B panel, the last one narrower than the others.
     m, n, k = shape
     rng = rng_for("blocks", shape, dtype.__name__)
     a, b, c0 = make_operands(m, n, k, False, True, dtype, rng)
