@@ -67,8 +67,9 @@
             }                                                                              \
         }                                                                                  \
                                                                                            \
-        if (rs_a == 1 && cs_a == mr) {                                                     \
-            /* Packed A: the MR values of each k step are adjacent. */                     \
+        if (rs_a == 1) {                                                                   \
+            /* Packed A, or A read in place with its columns contiguous: the  */            \
+            /* MR values of each k step are adjacent. */                                   \
             for (nnf_int p = 0; p < kc; p++) {                                             \
                 _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                       \
                 {                                                                          \
@@ -82,7 +83,7 @@
                         acc[i][v] = FMADD(a, b[v], acc[i][v]);                             \
                     }                                                                      \
                 }                                                                          \
-                ap += mr;                                                                  \
+                ap += cs_a;                                                                \
                 bp += rs_b;                                                                \
             }                                                                              \
         } else {                                                                           \
