@@ -690,7 +690,8 @@ static void transpose_problem(gemm_plan *g)
  * Packing an operand pays off when its micro-panels are reused many times.
  * Each B panel is used once per A panel and each A panel once per B panel.
  * So when the other side has few panels, the micro-kernel reads the operand
- * in place: A with any strides, B only when its rows are contiguous. Edge
+ * in place: A with any strides whose k steps are close enough (see
+ * NNF_DIRECT_A_SPAN_BYTES), B only when its rows are contiguous. Edge
  * panels are still packed and zero-padded.
  */
 static void choose_direct(const nnf_gemm_kernel *kern, nnf_int m, nnf_int n, nnf_int k,
