@@ -27,7 +27,7 @@ def _check_setting(name, allowed, meaning):
 # NNFAST_SIMD lowers the SIMD level, NNFAST_PIN_THREADS=0 stops the binding
 # of OpenMP workers to CPUs, and NNFAST_FMA512 overrides the 512-bit FMA
 # rate that sets the GEMM's choice between 256-bit and 512-bit tiles.
-_check_setting("NNFAST_SIMD", ("generic", "avx2"), "it is ignored")
+_check_setting("NNFAST_SIMD", ("generic", "avx2", "avx512"), "it is ignored")
 _check_setting("NNFAST_PIN_THREADS", ("0", "1"), "worker binding stays on")
 _check_setting("NNFAST_FMA512", ("full", "half"), "the detected rate is used")
 from nnfast._threads import get_num_threads, set_num_threads

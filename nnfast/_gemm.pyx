@@ -165,6 +165,8 @@ def gemm(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
     trans_a, trans_b : bool
         Use the transpose of ``a`` or ``b``.
     alpha, beta : float
+        Scale of the product and of the old ``c``; ``beta == 0`` ignores
+        ``c``'s values, NaN included.
     n_threads : int, optional
         Thread count; None uses nnfast's setting.
 

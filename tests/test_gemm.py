@@ -161,7 +161,7 @@ def test_unknown_simd_value_warns():
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode != 0
-    assert "NNFAST_SIMD='sse' is not one of generic, avx2" in done.stderr
+    assert "NNFAST_SIMD='sse' is not one of generic, avx2, avx512" in done.stderr
 
 
 def test_gemm_with_tiles_checks_kernel():
@@ -721,6 +721,25 @@ def test_lower_simd_level_in_subprocess(level):
     )
     assert done.returncode == 0, done.stderr
     assert "kernels ok" in done.stdout
+
+
+def test_simd_avx512_keeps_detected_level():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    script = "from nnfast import _runtime; print(_runtime.simd_name())"
+    names = []
+    for value in (None, "avx512"):
+        run_env = {k: v for k, v in env.items() if k != "NNFAST_SIMD"}
+        if value is not None:
+            run_env["NNFAST_SIMD"] = value
+        done = subprocess.run(
+            [sys.executable, "-W", "error::RuntimeWarning", "-c", script],
+            env=run_env, capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        names.append(done.stdout.strip())
+    assert names[0] == names[1]
 
 
 def cpuinfo_fields():
