@@ -724,13 +724,12 @@ def test_lower_simd_level_in_subprocess(level):
 
 
 def test_simd_avx512_keeps_detected_level():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    env = {k: v for k, v in os.environ.items() if k != "NNFAST_SIMD"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
     script = "from nnfast import _runtime; print(_runtime.simd_name())"
     names = []
     for value in (None, "avx512"):
-        run_env = {k: v for k, v in env.items() if k != "NNFAST_SIMD"}
+        run_env = dict(env)
         if value is not None:
             run_env["NNFAST_SIMD"] = value
         done = subprocess.run(
