@@ -54,9 +54,8 @@ int nnf_simd_level(void)
     static int level = -1;
     if (level < 0) {
         int detected = detect_cpu_level();
-        /* NNFAST_SIMD can only lower the level: avx512, or any other value,
-         * keeps the detected one (nnfast/__init__.py warns about unknown
-         * values). */
+        /* NNFAST_SIMD only lowers the level. Any value but generic and avx2
+         * keeps the detected one, and import nnfast warns about unknown ones. */
         const char *forced = getenv("NNFAST_SIMD");
         if (forced != NULL && strcmp(forced, "generic") == 0) {
             detected = NNF_SIMD_GENERIC;

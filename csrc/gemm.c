@@ -444,12 +444,10 @@ static inline void run_tile(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int 
     }
 }
 
-/* Macro-kernel: the tiles of one A block (mc rows starting at row ic) and
- * the columns [jr_begin, jr_end) of one B panel (nc columns starting at
- * column jc), for k block pc. The columns are cut into chunks of
- * g->chunk_cols, and within a chunk each A micro-panel runs along the B
- * micro-panels, so that the tiles of C it writes are adjacent in a
- * row-major C. */
+/* Macro-kernel: run the tiles of one A block (mc rows from row ic) and the
+ * columns [jr_begin, jr_end) of one B panel (nc columns from column jc) for
+ * k block pc. Each A micro-panel runs along a chunk of g->chunk_cols
+ * columns, so consecutive tiles are adjacent in a row-major C. */
 static void macro_kernel(const gemm_plan *g, nnf_int ic, nnf_int mc, nnf_int jc, nnf_int nc,
                          nnf_int jr_begin, nnf_int jr_end, nnf_int pc, nnf_int kc,
                          const char *a_packed, const char *b_packed, const void *beta,

@@ -68,8 +68,7 @@
         }                                                                                  \
                                                                                            \
         if (rs_a == 1) {                                                                   \
-            /* Packed A, or A read in place with its columns contiguous: the  */            \
-            /* MR values of each k step are adjacent. */                                   \
+            /* Packed A, or A in place with contiguous columns. */                         \
             for (nnf_int p = 0; p < kc; p++) {                                             \
                 _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)                       \
                 {                                                                          \

@@ -15,6 +15,29 @@ from nnfast._gemm import gemm, gemm_plan, gemm_with_dot, gemm_with_tiles, tile_k
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
+def child_env(**settings):
+    """Return this process's environment with the checkout on PYTHONPATH and
+    ``settings`` applied. A value of None removes that variable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    for name, value in settings.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def run_python(code, env, *args, warnings_fail=False, timeout=120):
+    """Run ``code`` in a child Python with ``env`` and return its result.
+    With ``warnings_fail`` a RuntimeWarning makes the child fail."""
+    options = ["-W", "error::RuntimeWarning"] if warnings_fail else []
+    return subprocess.run(
+        [sys.executable, *options, "-c", code, *args],
+        env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -153,13 +176,7 @@ def test_every_tile_kernel_matches_reference(case):
 
 
 def test_unknown_simd_value_warns():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NNFAST_SIMD="sse")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [sys.executable, "-W", "error::RuntimeWarning", "-c", "import nnfast"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )
+    done = run_python("import nnfast", child_env(NNFAST_SIMD="sse"), warnings_fail=True)
     assert done.returncode != 0
     assert "NNFAST_SIMD='sse' is not one of generic, avx2, avx512" in done.stderr
 
@@ -699,43 +716,27 @@ PORTABLE_SCRIPT = textwrap.dedent(
 )
 
 
+SIMD_NAME_SCRIPT = "from nnfast import _runtime; print(_runtime.simd_name())"
+
+
 @pytest.mark.parametrize("level", ["generic", "avx2"])
 def test_lower_simd_level_in_subprocess(level):
     """NNFAST_SIMD=generic forces the portable kernels. NNFAST_SIMD=avx2 keeps
     an AVX-512 CPU on the AVX2 ones and lowers nothing on other CPUs."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NNFAST_SIMD=level)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     expected = level
     if level == "avx2":
         # This process may run with NNFAST_SIMD set, so ask a child without it.
-        native_env = {k: v for k, v in env.items() if k != "NNFAST_SIMD"}
-        native = subprocess.run(
-            [sys.executable, "-c", "from nnfast import _runtime; print(_runtime.simd_name())"],
-            env=native_env, capture_output=True, text=True, timeout=120,
-        ).stdout.strip()
+        native = run_python(SIMD_NAME_SCRIPT, child_env(NNFAST_SIMD=None)).stdout.strip()
         expected = "generic" if native == "generic" else "avx2+fma"
-    done = subprocess.run(
-        [sys.executable, "-c", PORTABLE_SCRIPT, expected],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
+    done = run_python(PORTABLE_SCRIPT, child_env(NNFAST_SIMD=level), expected, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "kernels ok" in done.stdout
 
 
 def test_simd_avx512_keeps_detected_level():
-    env = {k: v for k, v in os.environ.items() if k != "NNFAST_SIMD"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    script = "from nnfast import _runtime; print(_runtime.simd_name())"
     names = []
     for value in (None, "avx512"):
-        run_env = dict(env)
-        if value is not None:
-            run_env["NNFAST_SIMD"] = value
-        done = subprocess.run(
-            [sys.executable, "-W", "error::RuntimeWarning", "-c", script],
-            env=run_env, capture_output=True, text=True, timeout=120,
-        )
+        done = run_python(SIMD_NAME_SCRIPT, child_env(NNFAST_SIMD=value), warnings_fail=True)
         assert done.returncode == 0, done.stderr
         names.append(done.stdout.strip())
     assert names[0] == names[1]
@@ -787,13 +788,7 @@ def test_fma512_override_sets_tile_width(rate):
     """NNFAST_FMA512=full makes the float32 1024^3 product take a 32-wide
     AVX-512 tile, and half the 16-wide AVX2 one, which the cost model rates
     faster where a 512-bit FMA takes both 256-bit pipes."""
-    env = dict(os.environ, NNFAST_FMA512=rate)
-    env.pop("NNFAST_SIMD", None)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [sys.executable, "-c", FMA512_SCRIPT], env=env, capture_output=True, text=True,
-        timeout=120,
-    )
+    done = run_python(FMA512_SCRIPT, child_env(NNFAST_FMA512=rate, NNFAST_SIMD=None))
     assert done.returncode == 0, done.stderr
     simd, full, plan = done.stdout.split(maxsplit=2)
     if simd != "avx512":
@@ -805,11 +800,6 @@ def test_fma512_override_sets_tile_width(rate):
 
 
 def test_unknown_fma512_value_warns():
-    env = dict(os.environ, NNFAST_FMA512="double")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [sys.executable, "-W", "error::RuntimeWarning", "-c", "import nnfast"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )
+    done = run_python("import nnfast", child_env(NNFAST_FMA512="double"), warnings_fail=True)
     assert done.returncode != 0
     assert "NNFAST_FMA512='double' is not one of full, half" in done.stderr
