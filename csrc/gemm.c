@@ -84,7 +84,9 @@
  * 1.08.
  */
 #define NNF_DIRECT_A_MAX_PANELS 8
+#ifndef NNF_DIRECT_A_SPAN_BYTES
 #define NNF_DIRECT_A_SPAN_BYTES (32 * 4096)
+#endif
 #define NNF_DIRECT_B_MAX_PANELS 2
 
 /*
