@@ -61,8 +61,10 @@ def gemm_function(library, dtype):
     index, pointer = ctypes.c_ssize_t, ctypes.c_void_p
     value = ctypes.c_float if dtype == np.float32 else ctypes.c_double
     function = library.nnf_gemm_f32 if dtype == np.float32 else library.nnf_gemm_f64
-    function.argtypes = [index, index, index, value, pointer, index, index, pointer, index,
-                         index, value, pointer, index, index, pointer, ctypes.c_int]
+    function.argtypes = [
+        index, index, index, value, pointer, index, index, pointer, index, index,
+        value, pointer, index, index, pointer, ctypes.c_int,
+    ]
     function.restype = ctypes.c_int
     return function
 
@@ -118,7 +120,9 @@ def compare(shape, variants, rounds, threads):
                 elapsed = seconds(run)
                 ratios[name].append(numpy_time / elapsed)
                 rates[name].append(flops / elapsed / 1e9)
-    label = f"{dtype.name} {m}x{n}x{k}{' A^T' if trans_a else ''}{' B^T' if trans_b else ''}"
+    label = f"{dtype.name} {m}x{n}x{k}"
+    label += " A^T" if trans_a else ""
+    label += " B^T" if trans_b else ""
     parts = [f"{name} {statistics.median(ratios[name]):.3f} "
              f"({statistics.median(rates[name]):.1f} GF/s)" for name, _ in calls]
     print(f"{label}: " + ", ".join(parts) +
