@@ -150,6 +150,8 @@ typedef struct {
     nnf_pack_fn pack;
     nnf_epilogue_fn epilogue;
     int zmm; /* 1 for the 512-bit tiles */
+    int column_lanes; /* > 0: a tile on C^T is stored through in-register
+                       * transposes of column_lanes x column_lanes blocks */
 } nnf_gemm_kernel;
 
 /*

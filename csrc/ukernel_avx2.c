@@ -28,11 +28,11 @@
 NNF_DEFINE_UKR_BODY(NNF_TARGET_AVX2, ukr_avx2_body_f32, NNF_MR_AVX2_MAX, NNF_NV_AVX2_MAX, float,
                     8, __m256, _mm256_loadu_ps, _mm256_store_ps, _mm256_storeu_ps,
                     _mm256_broadcast_ss, _mm256_set1_ps, _mm256_setzero_ps, _mm256_mul_ps,
-                    _mm256_fmadd_ps, store_lanes_f32)
+                    _mm256_fmadd_ps, store_lanes_f32, NNF_NO_COLUMN_STORE)
 NNF_DEFINE_UKR_BODY(NNF_TARGET_AVX2, ukr_avx2_body_f64, NNF_MR_AVX2_MAX, NNF_NV_AVX2_MAX, double,
                     4, __m256d, _mm256_loadu_pd, _mm256_store_pd, _mm256_storeu_pd,
                     _mm256_broadcast_sd, _mm256_set1_pd, _mm256_setzero_pd, _mm256_mul_pd,
-                    _mm256_fmadd_pd, store_lanes_f64)
+                    _mm256_fmadd_pd, store_lanes_f64, NNF_NO_COLUMN_STORE)
 
 /* The exported kernels, one per dtype and tile shape MR x (NV vectors). */
 #define NNF_DEFINE_AVX2_UKR(T, SUF, MR, NV)                                                  \

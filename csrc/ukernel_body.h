@@ -31,6 +31,10 @@
         }                                                                                  \
     }
 
+/* STORE_COLUMNS for kernels that store a tile on a C with unit row stride
+ * through the local tile and NNF_MERGE_TILE. */
+#define NNF_NO_COLUMN_STORE(mr, nv, acc, m_cur, n_cur, c, cs_c, alpha, beta) 0
+
 /*
  * One kernel body per instruction set and dtype. The tile height mr and
  * the vectors per tile row nv (NR = nv * VEC) are compile-time constants at
@@ -40,9 +44,12 @@
  * in the k loop. The packed-A loops have no stack accesses.
  * VEC is the lanes per vector register; TARGET is the function attribute that
  * enables the instruction set, and NAME the function's name.
+ * STORE_COLUMNS(mr, nv, acc, m_cur, n_cur, c, cs_c, alpha, beta) stores the
+ * tile on a C with unit row stride, the layout of a product computed as C^T,
+ * and returns 1, or returns 0 to leave it to the scalar loop.
  */
 #define NNF_DEFINE_UKR_BODY(TARGET, NAME, MR_MAX, NV_MAX, T, VEC, VTYPE, LOADU, STORE, STOREU, \
-                            BROADCAST, SET1, ZERO, MUL, FMADD, STORE_LANES)                \
+                            BROADCAST, SET1, ZERO, MUL, FMADD, STORE_LANES, STORE_COLUMNS) \
     static inline __attribute__((always_inline)) TARGET void NAME(                         \
         const int mr, const int nv, nnf_int m_cur, nnf_int n_cur, nnf_int kc, const T *ap, \
         nnf_int rs_a, nnf_int cs_a, const T *bp, nnf_int rs_b, T *c, nnf_int rs_c,         \
@@ -140,6 +147,9 @@
                     }                                                                      \
                 }                                                                          \
             }                                                                              \
+            return;                                                                        \
+        }                                                                                  \
+        if (rs_c == 1 && STORE_COLUMNS(mr, nv, acc, m_cur, n_cur, c, cs_c, alpha, beta)) { \
             return;                                                                        \
         }                                                                                  \
                                                                                            \
