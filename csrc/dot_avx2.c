@@ -29,6 +29,7 @@
 
 #include <immintrin.h>
 
+#include "dot_body.h"
 #include "lanes_avx2.h"
 #include "transpose_avx2.h"
 
@@ -113,153 +114,22 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void store_sums_f64
 
 /* Keep v in a register: without this GCC folds the Bt load into each of the
  * tile's FMAs, which loads it once per row and makes the loop load-bound. */
-#define NNF_IN_REGISTER(v) __asm__("" : "+x"(v))
+#define NNF_IN_REGISTER_YMM(v) __asm__("" : "+x"(v))
 
 #define NNF_MASKLOAD_F32(p, mask) _mm256_maskload_ps((p), (mask))
 #define NNF_MASKLOAD_F64(p, mask) _mm256_maskload_pd((p), (mask))
 
-/*
- * One tile body per dtype; mr and nr are compile-time constants at each
- * instantiation, so the acc array stays in registers. LANE_SUMS reduces VEC
- * accumulators at once, so acc has VEC zero entries past the tile.
- */
-#define NNF_DEFINE_DOT_TILE(T, SUF, VEC, VTYPE, LOADU, MASK, MASKLOAD, ZERO, FMADD, MUL, SET1,  \
-                            STORE, LANE_SUMS, STORE_SUMS)                                  \
-    static inline __attribute__((always_inline)) NNF_TARGET_AVX2 void dot_tile_##SUF(      \
-        const int mr, const int nr, nnf_int kc, const T *a, nnf_int rs_a, const T *bt,     \
-        nnf_int rs_bt, T *c, nnf_int rs_c, nnf_int cs_c, T alpha, T beta)                  \
-    {                                                                                      \
-        VTYPE acc[2 * NNF_DOT_NR + VEC];                                                  \
-        _Pragma("GCC unroll 20") for (int t = 0; t < 2 * NNF_DOT_NR + VEC; t++)           \
-        {                                                                                  \
-            acc[t] = ZERO();                                                               \
-        }                                                                                  \
-        nnf_int p = 0;                                                                     \
-        for (; p + VEC <= kc; p += VEC) {                                                  \
-            VTYPE av[NNF_DOT_MR_MAX];                                                      \
-            _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                           \
-            {                                                                              \
-                av[i] = LOADU(a + i * rs_a + p);                                           \
-            }                                                                              \
-            _Pragma("GCC unroll 6") for (int j = 0; j < nr; j++)                           \
-            {                                                                              \
-                VTYPE b = LOADU(bt + j * rs_bt + p);                                       \
-                NNF_IN_REGISTER(b);                                                        \
-                _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                       \
-                {                                                                          \
-                    acc[i * nr + j] = FMADD(av[i], b, acc[i * nr + j]);                    \
-                }                                                                          \
-            }                                                                              \
-        }                                                                                  \
-        if (p < kc) {                                                                      \
-            const __m256i mask = MASK(kc - p);                                             \
-            VTYPE av[NNF_DOT_MR_MAX];                                                      \
-            _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                           \
-            {                                                                              \
-                av[i] = MASKLOAD(a + i * rs_a + p, mask);                                  \
-            }                                                                              \
-            _Pragma("GCC unroll 6") for (int j = 0; j < nr; j++)                           \
-            {                                                                              \
-                const VTYPE b = MASKLOAD(bt + j * rs_bt + p, mask);                        \
-                _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                       \
-                {                                                                          \
-                    acc[i * nr + j] = FMADD(av[i], b, acc[i * nr + j]);                    \
-                }                                                                          \
-            }                                                                              \
-        }                                                                                  \
-        if (cs_c == 1 && beta == (T)0) {                                                   \
-            STORE_SUMS(mr, nr, acc, c, rs_c, alpha);                                       \
-            return;                                                                        \
-        }                                                                                  \
-        /* Lane sums of the accumulators in row-major order, times alpha. */               \
-        T sums[2 * NNF_DOT_NR + VEC] __attribute__((aligned(32)));                         \
-        const VTYPE valpha = SET1(alpha);                                                  \
-        _Pragma("GCC unroll 4") for (int t = 0; t < mr * nr; t += VEC)                     \
-        {                                                                                  \
-            STORE(sums + t, MUL(valpha, LANE_SUMS(acc + t)));                              \
-        }                                                                                  \
-        _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                               \
-        {                                                                                  \
-            _Pragma("GCC unroll 6") for (int j = 0; j < nr; j++)                           \
-            {                                                                              \
-                T *cij = c + i * rs_c + j * cs_c;                                          \
-                T s = sums[i * nr + j];                                                    \
-                *cij = beta == (T)0 ? s : s + beta * *cij;                                 \
-            }                                                                              \
-        }                                                                                  \
-    }
+NNF_DEFINE_DOT_TILE(NNF_TARGET_AVX2, dot_tile_avx2_f32, float, 8, __m256, _mm256_loadu_ps,
+                    __m256i, lane_mask32, NNF_MASKLOAD_F32, _mm256_setzero_ps,
+                    _mm256_fmadd_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_store_ps,
+                    lane_sums8_f32, store_sums_f32, NNF_IN_REGISTER_YMM)
+NNF_DEFINE_DOT_TILE(NNF_TARGET_AVX2, dot_tile_avx2_f64, double, 4, __m256d, _mm256_loadu_pd,
+                    __m256i, lane_mask64, NNF_MASKLOAD_F64, _mm256_setzero_pd,
+                    _mm256_fmadd_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_store_pd,
+                    lane_sums4_f64, store_sums_f64, NNF_IN_REGISTER_YMM)
 
-NNF_DEFINE_DOT_TILE(float, f32, 8, __m256, _mm256_loadu_ps, lane_mask32, NNF_MASKLOAD_F32,
-                    _mm256_setzero_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_set1_ps,
-                    _mm256_store_ps, lane_sums8_f32, store_sums_f32)
-NNF_DEFINE_DOT_TILE(double, f64, 4, __m256d, _mm256_loadu_pd, lane_mask64, NNF_MASKLOAD_F64,
-                    _mm256_setzero_pd, _mm256_fmadd_pd, _mm256_mul_pd, _mm256_set1_pd,
-                    _mm256_store_pd, lane_sums4_f64, store_sums_f64)
-
-/* Run tiles of MR x NR from row i while they fit in m. The body is inlined
- * for that shape, so the row loop makes no call per tile. */
-#define NNF_DOT_CASE(SUF, MR, NR)                                                            \
-    case (MR) * 8 + (NR):                                                                  \
-        for (; i + (MR) <= m; i += (MR)) {                                                 \
-            dot_tile_##SUF(MR, NR, kc, a + i * rs_a, rs_a, bt, rs_bt, c + i * rs_c, rs_c,  \
-                           cs_c, alpha, beta);                                             \
-        }                                                                                  \
-        break;
-
-#define NNF_DOT_CASES(SUF)                                                                   \
-    NNF_DOT_CASE(SUF, 1, 1)                                                                \
-    NNF_DOT_CASE(SUF, 1, 2)                                                                \
-    NNF_DOT_CASE(SUF, 1, 3)                                                                \
-    NNF_DOT_CASE(SUF, 1, 4)                                                                \
-    NNF_DOT_CASE(SUF, 1, 5)                                                                \
-    NNF_DOT_CASE(SUF, 1, 6)                                                                \
-    NNF_DOT_CASE(SUF, 2, 1)                                                                \
-    NNF_DOT_CASE(SUF, 2, 2)                                                                \
-    NNF_DOT_CASE(SUF, 2, 3)                                                                \
-    NNF_DOT_CASE(SUF, 2, 4)                                                                \
-    NNF_DOT_CASE(SUF, 2, 5)                                                                \
-    NNF_DOT_CASE(SUF, 2, 6)                                                                \
-    NNF_DOT_CASE(SUF, 3, 1)                                                                \
-    NNF_DOT_CASE(SUF, 3, 2)                                                                \
-    NNF_DOT_CASE(SUF, 3, 3)                                                                \
-    NNF_DOT_CASE(SUF, 4, 1)                                                                \
-    NNF_DOT_CASE(SUF, 4, 2)                                                                \
-    NNF_DOT_CASE(SUF, 5, 1)                                                                \
-    NNF_DOT_CASE(SUF, 6, 1)                                                                \
-    NNF_DOT_CASE(SUF, 7, 1)                                                                \
-    NNF_DOT_CASE(SUF, 8, 1)
-
-/* Compute C with whole tiles of `rows` rows, then one tile of the rows left
- * over. */
-#define NNF_DEFINE_DOT(T, SUF)                                                               \
-    NNF_TARGET_AVX2 void nnf_dot_avx2_##SUF(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, \
-                                            const void *a_, nnf_int rs_a, const void *bt_, \
-                                            nnf_int rs_bt, void *c_, nnf_int rs_c,         \
-                                            nnf_int cs_c, const void *alpha_,              \
-                                            const void *beta_)                             \
-    {                                                                                      \
-        const T *a = (const T *)a_;                                                        \
-        const T *bt = (const T *)bt_;                                                      \
-        T *c = (T *)c_;                                                                    \
-        const T alpha = *(const T *)alpha_;                                                \
-        const T beta = *(const T *)beta_;                                                  \
-        nnf_int i = 0;                                                                     \
-        switch (rows * 8 + n_cur) {                                                        \
-            NNF_DOT_CASES(SUF)                                                             \
-            default:                                                                       \
-                break;                                                                     \
-        }                                                                                  \
-        if (i < m) {                                                                       \
-            switch ((m - i) * 8 + n_cur) {                                                 \
-                NNF_DOT_CASES(SUF)                                                         \
-                default:                                                                   \
-                    break;                                                                 \
-            }                                                                              \
-        }                                                                                  \
-    }
-
-NNF_DEFINE_DOT(float, f32)
-NNF_DEFINE_DOT(double, f64)
+NNF_DEFINE_DOT(NNF_TARGET_AVX2, nnf_dot_avx2_f32, float, dot_tile_avx2_f32)
+NNF_DEFINE_DOT(NNF_TARGET_AVX2, nnf_dot_avx2_f64, double, dot_tile_avx2_f64)
 
 /*
  * Bt packing from a B with unit column stride. Each VEC x VEC block is

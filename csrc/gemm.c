@@ -90,15 +90,24 @@
 #define NNF_DIRECT_B_MAX_PANELS 2
 
 /*
- * The dot plan (dot_avx2.c) is considered for C with at most NNF_DOT_MAX_N
- * columns and A rows contiguous along k. Its estimated cycles per element of
- * C are NNF_DOT_STEP_COST / 2 per vector of k steps (two FMA pipes) plus
- * NNF_DOT_SUM_COST for the lane sums and the scalar store.
- * NOTE: fitted to the products of benchmarks/gemm.py on a Zen 4 core.
+ * The dot plan (dot_avx2.c, dot_avx512.c) is considered for C with at most
+ * NNF_DOT_MAX_N columns and A rows contiguous along k. Its estimated cycles
+ * per element of C are NNF_DOT_STEP_COST / 2 per vector of k steps (two FMA
+ * pipes) plus the kernel's sum_cost for the lane sums and the store:
+ * NNF_DOT_SUM_COST for the AVX2 kernels, NNF_DOT_SUM_COST_ZMM for the
+ * AVX-512 ones.
+ * NOTE: fitted to the products of benchmarks/gemm.py on a Zen 4 core, the
+ * AVX-512 sum cost on an Intel Xeon core.
  */
 #define NNF_DOT_MAX_N 24
 #define NNF_DOT_STEP_COST 1.05
 #define NNF_DOT_SUM_COST 2.0
+/* On one Intel Xeon core, float64 256 x 10 x 128 took 13.6 us on the
+ * AVX-512 dot kernels and 13.0 us on 8 x 16 tiles; 32 x 10 x 128 took 1.73
+ * and 1.88 us. That is about 13.7 cycles per element of C, 5.3 more than
+ * its 16 vectors of k steps, for the sums of 8 lanes in groups of 8
+ * elements (a 2 x 5 tile fills two), the packing of Bt and the loops. */
+#define NNF_DOT_SUM_COST_ZMM 5.5
 /* Estimated cycles per element to pack Bt from a B with unit column stride
  * (register transposes in dot_avx2.c). Float32 32 x 10 x 128 took 1.16 us
  * with packing and 1.07 us with B's columns read in place. That is about
@@ -325,16 +334,26 @@ static const nnf_gemm_kernel kernels_avx512_f64[] = {
 /* Dot kernels. A k block of Bt with two tiles' columns (2 * NNF_DOT_NR rows)
  * fills three quarters of L1: 512 float32 or 256 float64 steps. */
 #define NNF_DOT_KC(bytes) NNF_ROUND_DOWN(NNF_L1D_BYTES * 3 / 4 / (2 * NNF_DOT_NR * (bytes)), 16)
-static const nnf_dot_kernel dot_avx2_f32 = {sizeof(float), 8, NNF_DOT_KC(4), nnf_dot_avx2_f32,
-                                            nnf_pack_bt_avx2_f32};
-static const nnf_dot_kernel dot_avx2_f64 = {sizeof(double), 4, NNF_DOT_KC(8), nnf_dot_avx2_f64,
-                                            nnf_pack_bt_avx2_f64};
+static const nnf_dot_kernel dot_avx2_f32 = {sizeof(float), 8, NNF_DOT_KC(4), NNF_DOT_SUM_COST,
+                                            nnf_dot_avx2_f32, nnf_pack_bt_avx2_f32};
+static const nnf_dot_kernel dot_avx2_f64 = {sizeof(double), 4, NNF_DOT_KC(8), NNF_DOT_SUM_COST,
+                                            nnf_dot_avx2_f64, nnf_pack_bt_avx2_f64};
+static const nnf_dot_kernel dot_avx512_f32 = {sizeof(float), 16, NNF_DOT_KC(4),
+                                              NNF_DOT_SUM_COST_ZMM, nnf_dot_avx512_f32,
+                                              nnf_pack_bt_avx2_f32};
+static const nnf_dot_kernel dot_avx512_f64 = {sizeof(double), 8, NNF_DOT_KC(8),
+                                              NNF_DOT_SUM_COST_ZMM, nnf_dot_avx512_f64,
+                                              nnf_pack_bt_avx2_f64};
 #endif
 
-/* Return the dot kernel for the current SIMD level, or NULL. */
+/* Return the dot kernel for the current SIMD level, or NULL. The AVX-512
+ * kernels need two 512-bit FMAs per cycle to beat the AVX2 ones. */
 static const nnf_dot_kernel *dot_kernel(size_t elem_size)
 {
 #ifdef NNF_X86_KERNELS
+    if (nnf_simd_level() >= NNF_SIMD_AVX512 && nnf_fma512_full()) {
+        return elem_size == sizeof(float) ? &dot_avx512_f32 : &dot_avx512_f64;
+    }
     if (nnf_simd_level() >= NNF_SIMD_AVX2) {
         return elem_size == sizeof(float) ? &dot_avx2_f32 : &dot_avx2_f64;
     }
@@ -833,7 +852,7 @@ static void estimate_plan(const gemm_plan *g, const nnf_gemm_kernel *kernels, in
         if (dot != NULL && cs_a == 1 && n <= NNF_DOT_MAX_N) {
             double steps = (double)((g->k + dot->vec - 1) / dot->vec);
             double cost = (double)m * (double)n *
-                          (steps * NNF_DOT_STEP_COST / 2.0 + NNF_DOT_SUM_COST);
+                          (steps * NNF_DOT_STEP_COST / 2.0 + dot->sum_cost);
             if (rs_b != 1) {
                 double count = (double)n * (double)g->k;
                 cost += cs_b == 1 ? count * NNF_DOT_PACK_ROWS_COST

@@ -194,6 +194,7 @@ typedef struct {
     size_t elem_size;
     int vec;          /* lanes per vector: kc steps per FMA */
     nnf_int kc;       /* largest k block */
+    double sum_cost;  /* estimated cycles per element of C for the lane sums */
     nnf_dot_fn dot;
     nnf_pack_bt_fn pack_bt_rows; /* packer of Bt from a B with unit column stride */
 } nnf_dot_kernel;
@@ -204,6 +205,12 @@ void nnf_dot_avx2_f32(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, const void
 void nnf_dot_avx2_f64(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, const void *a,
                       nnf_int rs_a, const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c,
                       nnf_int cs_c, const void *alpha, const void *beta);
+void nnf_dot_avx512_f32(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, const void *a,
+                        nnf_int rs_a, const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c,
+                        nnf_int cs_c, const void *alpha, const void *beta);
+void nnf_dot_avx512_f64(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, const void *a,
+                        nnf_int rs_a, const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c,
+                        nnf_int cs_c, const void *alpha, const void *beta);
 void nnf_pack_bt_avx2_f32(nnf_int n, nnf_int kc, const void *b, nnf_int rs_b, void *bt,
                           nnf_int ld_bt);
 void nnf_pack_bt_avx2_f64(nnf_int n, nnf_int kc, const void *b, nnf_int rs_b, void *bt,

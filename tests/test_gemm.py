@@ -339,6 +339,48 @@ def test_gemm_with_dot_rejects_bad_layouts():
     )
 
 
+DOT_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import numpy as np
+    from nnfast import _reference, _runtime
+    from nnfast._gemm import gemm_with_dot
+
+    shapes = [tuple(int(x) for x in s.split("x")) for s in sys.argv[1].split(",")]
+    rng = np.random.default_rng(3)
+    for dtype, rtol in ((np.float32, 2e-4), (np.float64, 1e-11)):
+        for m, n, k in shapes:
+            a = rng.standard_normal((m, k)).astype(dtype)
+            b = rng.standard_normal((k, n)).astype(dtype)
+            c = rng.standard_normal((m, n)).astype(dtype)
+            for alpha, beta in ((1.0, 0.0), (-0.75, 0.5)):
+                want = _reference.gemm(a, b, c.copy(), alpha=alpha, beta=beta)
+                for view, tb in ((b, False), (np.ascontiguousarray(b.T), True)):
+                    got = gemm_with_dot(a, view, c.copy(), False, tb, alpha, beta)
+                    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * k)
+    print(_runtime.simd_name(), _runtime.fma512_full())
+    """
+)
+
+
+@pytest.mark.skipif(not SIMD, reason="the dot plan needs AVX2")
+@pytest.mark.parametrize("setting", ["NNFAST_SIMD=avx2", "NNFAST_FMA512=half"])
+def test_avx2_dot_kernels_in_subprocess(setting):
+    """CPUs with two 512-bit FMAs per cycle run the AVX-512 dot kernels, so
+    the AVX2 ones are checked in a child that NNFAST_SIMD=avx2 or
+    NNFAST_FMA512=half keeps on them."""
+    name, value = setting.split("=")
+    settings = {"NNFAST_SIMD": None, "NNFAST_FMA512": None, name: value}
+    shapes = ",".join("x".join(map(str, s)) for s in DOT_SHAPES)
+    done = run_python(DOT_SCRIPT, child_env(**settings), shapes)
+    assert done.returncode == 0, done.stderr
+    simd, full = done.stdout.split()
+    assert full == "False"
+    if name == "NNFAST_SIMD":
+        assert simd == "avx2+fma"
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_gemm_dot_plan_beta_zero_ignores_nan(dtype):
     rng = rng_for("dot nan", dtype.__name__)
