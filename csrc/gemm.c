@@ -125,6 +125,20 @@
  * cost of 2 cycles, as for the scalar loop, the plan chose the latter.
  */
 #define NNF_COLUMN_STORE_COST 0.5
+
+/*
+ * Float64 tiles of more than NNF_STRIDED_A_MR rows that read A in place with
+ * rows not contiguous take NNF_STRIDED_A_TALL_COST times their tile cost:
+ * the micro-kernel's loop for such an A keeps one row offset per tile row,
+ * and GCC reloads some of them from the stack at every k step. On one Intel
+ * Xeon core, float64 32 x 784 x 128 with B^T, on C^T with W read in place,
+ * took 86.6 us on 12 x 16 tiles and 80.6 us on 8 x 16 tiles (256 x 784 x
+ * 128: 769 and 753 us), where the tile costs predict 12 x 16 2% faster.
+ * Float32 showed no such gap: 256 x 784 x 128 took 349 us on 12 x 32 and
+ * 360 us on 8 x 32 tiles.
+ */
+#define NNF_STRIDED_A_MR 8
+#define NNF_STRIDED_A_TALL_COST 1.08
 #define NNF_SCALAR_STORE_COST 2.0
 
 /* ---------------------------------------------------------------------------
@@ -822,10 +836,14 @@ static void estimate_plan(const gemm_plan *g, const nnf_gemm_kernel *kernels, in
             const nnf_gemm_kernel *kern = &kernels[index];
             double lanes_per_cycle = 2.0 * (kern->zmm && fma512_full ? 64.0 : 32.0) /
                                      (double)kern->elem_size;
-            double cost = padded_area(kern, m, n) * (double)g->k * kern->tile_cost /
-                          lanes_per_cycle;
             int direct_a, direct_b;
             choose_direct(kern, m, n, g->k, cs_a, cs_b, &direct_a, &direct_b);
+            double tile_cost = kern->tile_cost;
+            if (direct_a && rs_a != 1 && kern->mr > NNF_STRIDED_A_MR &&
+                kern->elem_size == sizeof(double)) {
+                tile_cost *= NNF_STRIDED_A_TALL_COST;
+            }
+            double cost = padded_area(kern, m, n) * (double)g->k * tile_cost / lanes_per_cycle;
             /* Packing writes whole panels, zeros included. Operands read in
              * place still have their edge panel packed. */
             double rows_a = (double)(direct_a ? (m % kern->mr ? kern->mr : 0)
