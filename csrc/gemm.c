@@ -105,8 +105,8 @@
 /* On one Intel Xeon core, float64 256 x 10 x 128 took 13.6 us on the
  * AVX-512 dot kernels and 13.0 us on 8 x 16 tiles; 32 x 10 x 128 took 1.73
  * and 1.88 us. That is about 13.7 cycles per element of C, 5.3 more than
- * its 16 vectors of k steps, for the sums of 8 lanes in groups of 8
- * elements (a 2 x 5 tile fills two), the packing of Bt and the loops. */
+ * its 16 vectors of k steps. The rest goes to the lane sums, 8 elements at
+ * a time (a 2 x 5 tile needs two rounds), the packing of Bt and the loops. */
 #define NNF_DOT_SUM_COST_ZMM 5.5
 /* Estimated cycles per element to pack Bt from a B with unit column stride
  * (register transposes in dot_avx2.c). Float32 32 x 10 x 128 took 1.16 us
@@ -128,8 +128,8 @@
 
 /*
  * Float64 tiles of more than NNF_STRIDED_A_MR rows that read A in place with
- * rows not contiguous take NNF_STRIDED_A_TALL_COST times their tile cost:
- * the micro-kernel's loop for such an A keeps one row offset per tile row,
+ * rows not contiguous take NNF_STRIDED_A_TALL_COST times their tile cost.
+ * The micro-kernel's loop for such an A keeps one row offset per tile row,
  * and GCC reloads some of them from the stack at every k step. On one Intel
  * Xeon core, float64 32 x 784 x 128 with B^T, on C^T with W read in place,
  * took 86.6 us on 12 x 16 tiles and 80.6 us on 8 x 16 tiles (256 x 784 x
