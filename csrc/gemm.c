@@ -125,6 +125,7 @@
  * cost of 2 cycles, as for the scalar loop, the plan chose the latter.
  */
 #define NNF_COLUMN_STORE_COST 0.5
+#define NNF_SCALAR_STORE_COST 2.0
 
 /*
  * Float64 tiles of more than NNF_STRIDED_A_MR rows that read A in place with
@@ -139,7 +140,6 @@
  */
 #define NNF_STRIDED_A_MR 8
 #define NNF_STRIDED_A_TALL_COST 1.08
-#define NNF_SCALAR_STORE_COST 2.0
 
 /* ---------------------------------------------------------------------------
  * Per-thread workspace
