@@ -18,10 +18,11 @@
 #include <immintrin.h>
 
 #include "dot_body.h"
+#include "lanes_avx512.h"
 
-/* Sum each of v[0..15] across its lanes; lane i of the result is v[i]'s
- * sum. Each round halves the vectors: lanes two apart within each 128-bit
- * quarter, then neighbours, then the quarters two at a time. */
+/* Sum each of v[0..15] across its lanes, so that lane i of the result is
+ * v[i]'s sum. Each round halves the vectors: lanes two apart within each
+ * 128-bit quarter, then neighbours, then the quarters two at a time. */
 static inline __attribute__((always_inline)) NNF_TARGET_AVX512 __m512 lane_sums16_f32(
     const __m512 *v)
 {
@@ -48,7 +49,8 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX512 __m512 lane_sums1
                          _mm512_shuffle_f32x4(h[0], h[1], 0xDD));
 }
 
-/* Sum each of v[0..7] across its lanes; lane i of the result is v[i]'s sum. */
+/* Sum each of v[0..7] across its lanes, so that lane i of the result is
+ * v[i]'s sum. */
 static inline __attribute__((always_inline)) NNF_TARGET_AVX512 __m512d lane_sums8_f64(
     const __m512d *v)
 {
@@ -65,18 +67,6 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX512 __m512d lane_sums
     }
     return _mm512_add_pd(_mm512_shuffle_f64x2(h[0], h[1], 0x88),
                          _mm512_shuffle_f64x2(h[0], h[1], 0xDD));
-}
-
-static inline __attribute__((always_inline)) NNF_TARGET_AVX512 __mmask16 lane_mask16(
-    nnf_int live)
-{
-    return (__mmask16)((1u << live) - 1u);
-}
-
-static inline __attribute__((always_inline)) NNF_TARGET_AVX512 __mmask8 lane_mask8(
-    nnf_int live)
-{
-    return (__mmask8)((1u << live) - 1u);
 }
 
 /*

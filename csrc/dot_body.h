@@ -10,7 +10,7 @@
 #include "gemm.h"
 
 /*
- * One tile body per instruction set and dtype; mr and nr are compile-time
+ * One tile body per instruction set and dtype. mr and nr are compile-time
  * constants at each instantiation, so the acc array stays in registers.
  * LANE_SUMS reduces VEC accumulators at once, so acc has VEC zero entries
  * past the tile. MASK(r) returns a MASK_T that selects the first r lanes

@@ -133,8 +133,8 @@
  * The micro-kernel's loop for such an A keeps one row offset per tile row,
  * and GCC reloads some of them from the stack at every k step. On one Intel
  * Xeon core, float64 32 x 784 x 128 with B^T, on C^T with W read in place,
- * took 86.6 us on 12 x 16 tiles and 80.6 us on 8 x 16 tiles (256 x 784 x
- * 128: 769 and 753 us), where the tile costs predict 12 x 16 2% faster.
+ * took 86.6 us on 12 x 16 tiles and 80.6 us on 8 x 16 tiles. At 256 x 784 x
+ * 128 they took 769 and 753 us. The tile costs predict 12 x 16 2% faster.
  * Float32 showed no such gap: 256 x 784 x 128 took 349 us on 12 x 32 and
  * 360 us on 8 x 32 tiles.
  */
@@ -244,8 +244,8 @@ void *nnf_workspace(int slot, size_t bytes)
  * Kernel tables
  * ------------------------------------------------------------------------- */
 
-/* One table entry; MC and NC follow from the cache sizes in gemm.h. ZMM is 1
- * for the 512-bit tiles; COLUMN_LANES is the kernel's column_lanes. */
+/* One table entry. MC and NC follow from the cache sizes in gemm.h, ZMM is
+ * 1 for the 512-bit tiles, and COLUMN_LANES is the kernel's column_lanes. */
 #define NNF_KERNEL_OF(NAME, T, MR, NR, KC, COST, UKR, PACK, EPILOGUE, ZMM, COLUMN_LANES)      \
     {                                                                                      \
         NAME, sizeof(T), MR, NR, COST, NNF_MC_FOR(sizeof(T), KC, MR), KC,                  \

@@ -15,7 +15,7 @@
  * these kernels store a tile on C^T (a C with unit row stride) through
  * register transposes instead of a scalar loop. On one Intel Xeon core
  * float64 128 x 10 x 32 with A^T took 1.60 us with the scalar loop and
- * 1.33 us with the transposes; float32 took 1.22 and 0.73 us.
+ * 1.33 us with the transposes. Float32 took 1.22 and 0.73 us.
  * gemm.c calls these only when nnf_simd_level() reports NNF_SIMD_AVX512.
  */
 #include "gemm.h"
@@ -24,19 +24,20 @@
 
 #include <immintrin.h>
 
+#include "lanes_avx512.h"
 #include "ukernel_body.h"
 
 /* Store the first r lanes of v at dst, 0 < r < 16 (float32) or 8 (float64). */
 static inline __attribute__((always_inline)) NNF_TARGET_AVX512 void store_lanes16_f32(
     float *dst, __m512 v, int r)
 {
-    _mm512_mask_storeu_ps(dst, (__mmask16)((1u << r) - 1u), v);
+    _mm512_mask_storeu_ps(dst, lane_mask16(r), v);
 }
 
 static inline __attribute__((always_inline)) NNF_TARGET_AVX512 void store_lanes8_f64(
     double *dst, __m512d v, int r)
 {
-    _mm512_mask_storeu_pd(dst, (__mmask8)((1u << r) - 1u), v);
+    _mm512_mask_storeu_pd(dst, lane_mask8(r), v);
 }
 
 static inline __attribute__((always_inline)) NNF_TARGET_AVX512 __m512 broadcast16_f32(
@@ -124,8 +125,8 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX512 void transpose16_
  * past mr zero, is transposed in registers (TRANSPOSE) and stored VEC
  * values at a time.
  */
-#define NNF_DEFINE_STORE_COLUMNS(NAME, T, VEC, VTYPE, MASK, SET1, ZERO, MUL, FMADD, MASKZ_LOADU,  \
-                                 MASK_STOREU, TRANSPOSE)                                   \
+#define NNF_DEFINE_STORE_COLUMNS(NAME, T, VEC, VTYPE, MASK, LANE_MASK, SET1, ZERO, MUL, FMADD, \
+                                 MASKZ_LOADU, MASK_STOREU, TRANSPOSE)                      \
     static inline __attribute__((always_inline)) NNF_TARGET_AVX512 int NAME(               \
         const int mr, const int nv, VTYPE acc[][NNF_NV_AVX512_MAX], nnf_int m_cur,         \
         nnf_int n_cur, T *c, nnf_int cs_c, T alpha, T beta)                                \
@@ -138,7 +139,7 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX512 void transpose16_
             if (rows <= 0) {                                                               \
                 break;                                                                     \
             }                                                                              \
-            const MASK mask = rows >= VEC ? (MASK)-1 : (MASK)((1u << rows) - 1u);          \
+            const MASK mask = LANE_MASK(rows < VEC ? rows : VEC);                          \
             _Pragma("GCC unroll 3") for (int v = 0; v < nv; v++)                           \
             {                                                                              \
                 VTYPE r[VEC];                                                              \
@@ -164,11 +165,11 @@ static inline __attribute__((always_inline)) NNF_TARGET_AVX512 void transpose16_
         return 1;                                                                          \
     }
 
-NNF_DEFINE_STORE_COLUMNS(store_columns16_f32, float, 16, __m512, __mmask16, _mm512_set1_ps,
-                         _mm512_setzero_ps, _mm512_mul_ps, _mm512_fmadd_ps,
+NNF_DEFINE_STORE_COLUMNS(store_columns16_f32, float, 16, __m512, __mmask16, lane_mask16,
+                         _mm512_set1_ps, _mm512_setzero_ps, _mm512_mul_ps, _mm512_fmadd_ps,
                          _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps, transpose16_f32)
-NNF_DEFINE_STORE_COLUMNS(store_columns8_f64, double, 8, __m512d, __mmask8, _mm512_set1_pd,
-                         _mm512_setzero_pd, _mm512_mul_pd, _mm512_fmadd_pd,
+NNF_DEFINE_STORE_COLUMNS(store_columns8_f64, double, 8, __m512d, __mmask8, lane_mask8,
+                         _mm512_set1_pd, _mm512_setzero_pd, _mm512_mul_pd, _mm512_fmadd_pd,
                          _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd, transpose8_f64)
 
 NNF_DEFINE_UKR_BODY(NNF_TARGET_AVX512, ukr_avx512_body_f32, NNF_MR_AVX512_MAX,
@@ -183,7 +184,7 @@ NNF_DEFINE_UKR_BODY(NNF_TARGET_AVX512, ukr_avx512_body_f64, NNF_MR_AVX512_MAX,
                     store_columns8_f64)
 
 /* The exported kernels, one per dtype and tile shape MR x (NV vectors). */
-#define NNF_DEFINE_AVX512_UKR(T, SUF, MR, NV)                                                \
+#define NNF_DEFINE_AVX512_UKR(T, SUF, MR, NV)                                              \
     NNF_TARGET_AVX512 void nnf_ukr_avx512_##MR##x##NV##_##SUF(                             \
         nnf_int m_cur, nnf_int n_cur, nnf_int kc, const void *a, nnf_int rs_a, nnf_int cs_a, \
         const void *b, nnf_int rs_b, void *c, nnf_int rs_c, nnf_int cs_c, const void *alpha, \
