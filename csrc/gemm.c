@@ -103,11 +103,15 @@
 #define NNF_DOT_STEP_COST 1.05
 #define NNF_DOT_SUM_COST 2.0
 /* On one Intel Xeon core, float64 256 x 10 x 128 took 13.6 us on the
- * AVX-512 dot kernels and 13.0 us on 8 x 16 tiles; 32 x 10 x 128 took 1.73
- * and 1.88 us. That is about 13.7 cycles per element of C, 5.3 more than
- * its 16 vectors of k steps. The rest goes to the lane sums, 8 elements at
- * a time (a 2 x 5 tile needs two rounds), the packing of Bt and the loops. */
+ * AVX-512 dot kernels and 13.0 us on 8 x 16 tiles, and 32 x 10 x 128 took
+ * 1.73 and 1.88 us. That is about 13.7 cycles per element of C, 5.3 more
+ * than its 16 vectors of k steps. The rest goes to the lane sums, 8
+ * elements at a time (a 2 x 5 tile needs two rounds), the packing of Bt and
+ * the loops. It can be set with -D when building: 0 makes the plan favour
+ * the dot kernels, as benchmarks/gemm_builds.py variants do. */
+#ifndef NNF_DOT_SUM_COST_ZMM
 #define NNF_DOT_SUM_COST_ZMM 5.5
+#endif
 /* Estimated cycles per element to pack Bt from a B with unit column stride
  * (register transposes in dot_avx2.c). Float32 32 x 10 x 128 took 1.16 us
  * with packing and 1.07 us with B's columns read in place. That is about
