@@ -119,6 +119,20 @@
 #define NNF_DOT_PACK_ROWS_COST 0.25
 
 /*
+ * The mixed plan (mixed_avx512.c) is considered for C with one vector of
+ * columns and 1 to NNF_MIXED_EXTRA_MAX more, and A rows contiguous along k.
+ * Its estimated cycles per row of C are NNF_MIXED_STEP_COST / 2 per FMA
+ * (one per k step for the vector of columns, one per vector of k steps for
+ * each dot column), plus NNF_MIXED_SUM_COST per dot column for the lane
+ * sums. On one Intel Xeon core, float64 256 x 10 x 128 took 9.6 us on it
+ * and 12.6 us on 8 x 16 tiles (rated 22300 and 34000 cycles), float64
+ * 1000 x 10 x 784 took 313 and 421 us (dot plan), and float32
+ * 256 x 18 x 128 took 8.6 and 12.4 us (8 x 32 tiles).
+ */
+#define NNF_MIXED_STEP_COST 1.05
+#define NNF_MIXED_SUM_COST 2.0
+
+/*
  * Estimated cycles per element of C to store the tiles of a product
  * computed as C^T. Tiles of kernels with column_lanes are transposed in
  * registers: 24 shuffles per 8 x 8 float64 block, 64 per 16 x 16 float32
@@ -362,6 +376,15 @@ static const nnf_dot_kernel dot_avx512_f32 = {sizeof(float), 16, NNF_DOT_KC(4),
 static const nnf_dot_kernel dot_avx512_f64 = {sizeof(double), 8, NNF_DOT_KC(8),
                                               NNF_DOT_SUM_COST_ZMM, nnf_dot_avx512_f64,
                                               nnf_pack_bt_avx2_f64};
+
+/* Mixed kernels. A k block of packed B (a vector of columns and
+ * NNF_MIXED_EXTRA_MAX more) fills half of L1. */
+#define NNF_MIXED_KC(bytes, vec) \
+    NNF_ROUND_DOWN(NNF_L1D_BYTES / 2 / (((vec) + NNF_MIXED_EXTRA_MAX) * (bytes)), 16)
+static const nnf_mixed_kernel mixed_avx512_f32 = {sizeof(float), 16, NNF_MIXED_KC(4, 16),
+                                                  nnf_mixed_avx512_f32};
+static const nnf_mixed_kernel mixed_avx512_f64 = {sizeof(double), 8, NNF_MIXED_KC(8, 8),
+                                                  nnf_mixed_avx512_f64};
 #endif
 
 /* Return the dot kernel for the current SIMD level, or NULL. The AVX-512
@@ -378,6 +401,28 @@ static const nnf_dot_kernel *dot_kernel(size_t elem_size)
 #endif
     (void)elem_size;
     return NULL;
+}
+
+/* Return the mixed kernel for the current SIMD level, or NULL. Like the
+ * AVX-512 dot kernels, it needs two 512-bit FMAs per cycle.
+ * NOTE: not measured on a CPU with one 512-bit FMA per cycle, such as
+ * Zen 4, where it might still beat the AVX2 tiles. */
+static const nnf_mixed_kernel *mixed_kernel(size_t elem_size)
+{
+#ifdef NNF_X86_KERNELS
+    if (nnf_simd_level() >= NNF_SIMD_AVX512 && nnf_fma512_full()) {
+        return elem_size == sizeof(float) ? &mixed_avx512_f32 : &mixed_avx512_f64;
+    }
+#endif
+    (void)elem_size;
+    return NULL;
+}
+
+/* Return 1 when C of n columns fits the mixed kernel mk: one vector of
+ * columns and 1 to NNF_MIXED_EXTRA_MAX more. */
+static int mixed_fits(const nnf_mixed_kernel *mk, nnf_int n)
+{
+    return mk != NULL && n > mk->vec && n <= mk->vec + NNF_MIXED_EXTRA_MAX;
 }
 
 #define NNF_COUNT(array) ((int)(sizeof(array) / sizeof((array)[0])))
@@ -440,9 +485,12 @@ typedef struct {
     int direct_b;      /* 1: full NR panels are read from B in place (cs_b == 1) */
     nnf_int chunk_cols; /* columns of B per chunk of the macro-kernel */
     const nnf_dot_kernel *dot; /* not NULL: the dot kernels compute C (gemm_dot_thread) */
-    char *bt_packed;   /* dot plan: one packed k block of Bt per thread */
+    const nnf_mixed_kernel *mixed; /* not NULL: the mixed kernels compute C */
+    char *bt_packed;   /* dot and mixed plans: one packed k block of Bt per thread */
     size_t bt_bytes;   /* bytes of one packed Bt block */
     nnf_int ld_bt;     /* row stride of packed Bt, kc rounded up to 64 bytes */
+    char *bv_packed;   /* mixed plan: one packed k block of B's vector columns per thread */
+    size_t bv_bytes;   /* bytes of one packed block of B's vector columns */
 } gemm_plan;
 
 /* Split `count` items into `parts` near-equal contiguous ranges; return the
@@ -695,6 +743,93 @@ static void gemm_dot_thread(const gemm_plan *g, int tid, int nt)
     } while (pc < k);
 }
 
+/* Pack the k block [pc, pc + kc) of B for the mixed plan: the first VEC
+ * columns, row by row with stride VEC, into bv, and the columns after them,
+ * one row of Bt each with stride ld_bt, into bt (unless NULL). */
+#define NNF_DEFINE_PACK_MIXED(T, SUF, VEC)                                                   \
+    static void pack_mixed_##SUF(const gemm_plan *g, nnf_int pc, nnf_int kc, T *bv, T *bt)  \
+    {                                                                                      \
+        const nnf_int rs_b = g->rs_b, cs_b = g->cs_b, ld = g->ld_bt;                       \
+        const T *b = (const T *)g->b + pc * rs_b;                                          \
+        if (cs_b == 1) {                                                                   \
+            for (nnf_int p = 0; p < kc; p++) {                                             \
+                memcpy(bv + p * VEC, b + p * rs_b, VEC * sizeof(T));                       \
+            }                                                                              \
+        } else {                                                                           \
+            for (nnf_int p = 0; p < kc; p++) {                                             \
+                for (nnf_int j = 0; j < VEC; j++) {                                        \
+                    bv[p * VEC + j] = b[p * rs_b + j * cs_b];                              \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        if (bt != NULL) {                                                                  \
+            for (nnf_int j = VEC; j < g->n; j++) {                                         \
+                for (nnf_int p = 0; p < kc; p++) {                                         \
+                    bt[(j - VEC) * ld + p] = b[p * rs_b + j * cs_b];                       \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+NNF_DEFINE_PACK_MIXED(float, f32, 16)
+NNF_DEFINE_PACK_MIXED(double, f64, 8)
+
+/* The mixed plan run by thread tid of a team of nt: the thread's share of
+ * the row tiles of C, one k block at a time. Each thread packs B's vector
+ * of columns into its own buffer, and its other columns too unless they
+ * are contiguous along k. */
+static void gemm_mixed_thread(const gemm_plan *g, int tid, int nt)
+{
+    const nnf_mixed_kernel *mk = g->mixed;
+    const ptrdiff_t es = (ptrdiff_t)mk->elem_size;
+    const nnf_int m = g->m, n = g->n, k = g->k;
+    nnf_int t0, t1;
+    split_range((m + NNF_MIXED_MR - 1) / NNF_MIXED_MR, nt, tid, &t0, &t1);
+    const nnf_int i_begin = t0 * NNF_MIXED_MR, i_end = min_int(t1 * NNF_MIXED_MR, m);
+    if (i_end <= i_begin) {
+        return;
+    }
+    char *bv_packed = g->bv_packed + (size_t)tid * g->bv_bytes;
+    char *bt_packed = g->bt_packed + (size_t)tid * g->bt_bytes;
+    const int extra = (int)(n - mk->vec);
+    nnf_int pc = 0;
+    do {
+        nnf_int kc = min_int(g->kc, k - pc);
+        const void *beta = pc == 0 ? g->beta : g->one;
+        int last_k_block = pc + kc >= k;
+        const char *bt = g->b + (pc + mk->vec * g->cs_b) * es;
+        nnf_int ld_bt = g->cs_b;
+        void *bt_out = g->rs_b == 1 ? NULL : bt_packed;
+        if (es == (ptrdiff_t)sizeof(float)) {
+            pack_mixed_f32(g, pc, kc, (float *)bv_packed, (float *)bt_out);
+        } else {
+            pack_mixed_f64(g, pc, kc, (double *)bv_packed, (double *)bt_out);
+        }
+        if (bt_out != NULL) {
+            bt = bt_packed;
+            ld_bt = g->ld_bt;
+        }
+        /* Chunks of rows, so that the epilogue finds them in cache. */
+        nnf_int chunk = NNF_ROUND_DOWN(NNF_L1D_BYTES / 2 / ((kc > 0 ? kc : 1) * es),
+                                       NNF_MIXED_MR);
+        chunk = chunk > NNF_MIXED_MR ? chunk : NNF_MIXED_MR;
+        for (nnf_int i0 = i_begin; i0 < i_end; i0 += chunk) {
+            nnf_int m_cur = min_int(chunk, i_end - i0);
+            char *c_row = g->c + i0 * g->rs_c * es;
+            mk->run(m_cur, kc, extra, g->a + (i0 * g->rs_a + pc) * es, g->rs_a, bv_packed,
+                    bt, ld_bt, c_row, g->rs_c, g->cs_c, g->alpha, beta);
+            if (last_k_block && g->epilogue != NULL) {
+                if (g->swapped) {
+                    g->kern->epilogue(n, m_cur, 0, i0, c_row, g->cs_c, g->rs_c, g->epilogue);
+                } else {
+                    g->kern->epilogue(m_cur, n, i0, 0, c_row, g->rs_c, g->cs_c, g->epilogue);
+                }
+            }
+        }
+        pc += kc;
+    } while (pc < k);
+}
+
 /* Return the block size that cuts `total` into as few blocks of at most
  * `max_block` as possible, of near-equal sizes rounded up to a multiple of
  * `multiple` (max_block must be a multiple of it). Equal blocks avoid a last
@@ -778,8 +913,13 @@ static double pack_cycles(double count, nnf_int inc_mn, nnf_int inc_k)
 typedef struct {
     const nnf_gemm_kernel *kernels;
     nnf_int m, n, k, rs_a, cs_a, rs_b, cs_b;
-    int index, swap, dot;
+    int index, swap, kind;
 } plan_memo;
+
+/* The kinds of plan: tiles (index, swap), the dot plan or the mixed plan. */
+#define NNF_PLAN_TILES 0
+#define NNF_PLAN_DOT 1
+#define NNF_PLAN_MIXED 2
 
 #ifdef _WIN32
 static __declspec(thread) plan_memo plan_memos[NNF_PLAN_MEMO_SIZE];
@@ -814,22 +954,22 @@ static void remember_plan(const plan_memo *key)
 }
 
 /*
- * Set *best_index_out, *best_swap_out and *best_dot_out to the tile shape
- * and orientation, or the dot plan, with the least estimated time, in
- * cycles: the micro-kernel's padded tiles (2 FMAs of one ymm per cycle, or
- * of one zmm where nnf_fma512_full() returns 1),
- * packing, and for C^T the stores of the transposed tiles.
+ * Set *best_index_out, *best_swap_out and *best_kind_out to the tile shape
+ * and orientation, or the dot or mixed plan, with the least estimated time
+ * in cycles. A tile plan's time counts the micro-kernel's padded tiles (2
+ * FMAs of one ymm per cycle, or of one zmm where nnf_fma512_full() returns
+ * 1), packing, and for C^T the stores of the transposed tiles.
  * Computing C^T = B^T A^T puts the long side of a narrow C (such as a
  * 10-class output layer) under NR, where it fills whole tiles.
  * NOTE: the per-element costs are estimates fitted to a few products on a
  * Zen 4 core (benchmarks/gemm.py); they choose among correct plans only.
  */
 static void estimate_plan(const gemm_plan *g, const nnf_gemm_kernel *kernels, int count,
-                          const nnf_dot_kernel *dot, int *best_index_out, int *best_swap_out,
-                          int *best_dot_out)
+                          const nnf_dot_kernel *dot, const nnf_mixed_kernel *mixed,
+                          int *best_index_out, int *best_swap_out, int *best_kind_out)
 {
     double best = -1.0;
-    int best_index = 0, best_swap = 0, best_dot = 0;
+    int best_index = 0, best_swap = 0, best_kind = NNF_PLAN_TILES;
     const int fma512_full = nnf_fma512_full();
     for (int swap = 0; swap < 2; swap++) {
         nnf_int m = swap ? g->n : g->m;
@@ -868,7 +1008,7 @@ static void estimate_plan(const gemm_plan *g, const nnf_gemm_kernel *kernels, in
                 best = cost;
                 best_index = index;
                 best_swap = swap;
-                best_dot = 0;
+                best_kind = NNF_PLAN_TILES;
             }
         }
         if (dot != NULL && cs_a == 1 && n <= NNF_DOT_MAX_N) {
@@ -883,29 +1023,48 @@ static void estimate_plan(const gemm_plan *g, const nnf_gemm_kernel *kernels, in
             if (cost < best) {
                 best = cost;
                 best_swap = swap;
-                best_dot = 1;
+                best_kind = NNF_PLAN_DOT;
+            }
+        }
+        if (cs_a == 1 && mixed_fits(mixed, n)) {
+            double extra = (double)(n - mixed->vec);
+            double steps = (double)((g->k + mixed->vec - 1) / mixed->vec);
+            double cost = (double)m * (((double)g->k + extra * steps) * NNF_MIXED_STEP_COST / 2.0 +
+                                       extra * NNF_MIXED_SUM_COST);
+            cost += pack_cycles((double)mixed->vec * (double)g->k, cs_b, rs_b);
+            if (rs_b != 1) {
+                /* The dot columns are gathered, one strided read per value. */
+                cost += extra * (double)g->k;
+            }
+            if (cost < best) {
+                best = cost;
+                best_swap = swap;
+                best_kind = NNF_PLAN_MIXED;
             }
         }
     }
     *best_index_out = best_index;
     *best_swap_out = best_swap;
-    *best_dot_out = best_dot;
+    *best_kind_out = best_kind;
 }
 
 /* Choose the plan for the product in g (estimate_plan), or take it from
  * this thread's memo, and set g up for it. */
-static void choose_kernel(gemm_plan *g, const nnf_gemm_kernel *kernels, int count,
-                          const nnf_dot_kernel *dot)
+static void choose_kernel(gemm_plan *g, const nnf_gemm_kernel *kernels, int count)
 {
+    const size_t es = kernels[0].elem_size;
+    const nnf_dot_kernel *dot = dot_kernel(es);
+    const nnf_mixed_kernel *mixed = mixed_kernel(es);
     plan_memo key = {kernels, g->m, g->n, g->k, g->rs_a, g->cs_a, g->rs_b, g->cs_b, 0, 0, 0};
     const plan_memo *plan = find_plan(&key);
     if (plan == NULL) {
-        estimate_plan(g, kernels, count, dot, &key.index, &key.swap, &key.dot);
+        estimate_plan(g, kernels, count, dot, mixed, &key.index, &key.swap, &key.kind);
         remember_plan(&key);
         plan = &key;
     }
     g->kern = &kernels[plan->index];
-    g->dot = plan->dot ? dot : NULL;
+    g->dot = plan->kind == NNF_PLAN_DOT ? dot : NULL;
+    g->mixed = plan->kind == NNF_PLAN_MIXED ? mixed : NULL;
     if (plan->swap) {
         transpose_problem(g);
     }
@@ -957,6 +1116,30 @@ static int gemm_dot_run(gemm_plan *g, int n_threads)
     return NNF_OK;
 }
 
+/* Run the mixed plan: rows of C split among threads, k in blocks of at
+ * most the kernel's KC, each thread with its own packed blocks of B. */
+static int gemm_mixed_run(gemm_plan *g, int n_threads)
+{
+    const nnf_mixed_kernel *mk = g->mixed;
+    const size_t es = mk->elem_size;
+    const nnf_int m = g->m, n = g->n, k = g->k;
+    int nt = team_size(g, es, (m + NNF_MIXED_MR - 1) / NNF_MIXED_MR, n_threads);
+    g->kc = balanced_block(k, mk->kc, 16);
+    nnf_int kc_max = min_int(g->kc, k);
+    g->ld_bt = (kc_max + 15) / 16 * 16;
+    g->bv_bytes = round_up_64((size_t)(kc_max * mk->vec) * es);
+    g->bt_bytes = g->rs_b == 1 ? 0 : round_up_64((size_t)((n - mk->vec) * g->ld_bt) * es);
+    char *ws = (char *)nnf_workspace(NNF_WORKSPACE_GEMM,
+                                     (size_t)nt * (g->bv_bytes + g->bt_bytes));
+    if (ws == NULL) {
+        return NNF_ENOMEM;
+    }
+    g->bv_packed = ws;
+    g->bt_packed = ws + (size_t)nt * g->bv_bytes;
+    run_team(g, nt, gemm_mixed_thread);
+    return NNF_OK;
+}
+
 /* Run the product in g. The plan is chosen by estimated time unless `forced`
  * names a tile kernel of the table (0 <= forced < count), which then runs
  * on C, or on C^T when forced_swap is set. */
@@ -969,14 +1152,18 @@ static int gemm_run(gemm_plan *g, const nnf_gemm_kernel *kernels, int count, int
     if (forced >= 0) {
         g->kern = &kernels[forced];
         g->dot = NULL;
+        g->mixed = NULL;
         if (forced_swap) {
             transpose_problem(g);
         }
     } else {
-        choose_kernel(g, kernels, count, dot_kernel(kernels[0].elem_size));
+        choose_kernel(g, kernels, count);
     }
     if (g->dot != NULL) {
         return gemm_dot_run(g, n_threads);
+    }
+    if (g->mixed != NULL) {
+        return gemm_mixed_run(g, n_threads);
     }
     const nnf_gemm_kernel *kern = g->kern;
     const size_t es = kern->elem_size;
@@ -1101,7 +1288,8 @@ int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m
     int count;
     const nnf_gemm_kernel *kernels = elem_size == sizeof(float) ? nnf_gemm_kernels_f32(&count)
                                                                 : nnf_gemm_kernels_f64(&count);
-    if ((index < 0 && index != NNF_GEMM_DOT_INDEX) || index >= count) {
+    if ((index < 0 && index != NNF_GEMM_DOT_INDEX && index != NNF_GEMM_MIXED_INDEX) ||
+        index >= count) {
         return NNF_EINVAL;
     }
     gemm_plan g = {0};
@@ -1110,15 +1298,22 @@ int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m
         one = &one_f32;
     }
     set_operands(&g, m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, one, c, rs_c, cs_c);
-    if (index != NNF_GEMM_DOT_INDEX) {
+    if (index >= 0) {
         return gemm_run(&g, kernels, count, n_threads, index, on_transpose);
     }
     if (on_transpose) {
         transpose_problem(&g);
     }
-    g.dot = dot_kernel(elem_size);
-    if (g.dot == NULL || g.n > NNF_DOT_MAX_N) {
-        return NNF_EINVAL;
+    if (index == NNF_GEMM_DOT_INDEX) {
+        g.dot = dot_kernel(elem_size);
+        if (g.dot == NULL || g.n > NNF_DOT_MAX_N) {
+            return NNF_EINVAL;
+        }
+    } else {
+        g.mixed = mixed_kernel(elem_size);
+        if (!mixed_fits(g.mixed, g.n)) {
+            return NNF_EINVAL;
+        }
     }
     if (g.m <= 0 || g.n <= 0) {
         return NNF_OK;
@@ -1129,10 +1324,11 @@ int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m
     if (g.k <= 0) {
         /* Only C = beta * C is left, which the chosen plan does. */
         g.dot = NULL;
+        g.mixed = NULL;
         return gemm_run(&g, kernels, count, n_threads, -1, 0);
     }
     g.kern = &kernels[0];
-    return gemm_dot_run(&g, n_threads);
+    return g.dot != NULL ? gemm_dot_run(&g, n_threads) : gemm_mixed_run(&g, n_threads);
 }
 
 int nnf_gemm_plan(size_t elem_size, nnf_int m, nnf_int n, nnf_int k, nnf_int rs_a,
@@ -1159,10 +1355,12 @@ int nnf_gemm_plan(size_t elem_size, nnf_int m, nnf_int n, nnf_int k, nnf_int rs_
     g.cs_b = cs_b;
     g.rs_c = n;
     g.cs_c = 1;
-    choose_kernel(&g, kernels, count, dot_kernel(elem_size));
+    choose_kernel(&g, kernels, count);
     const char *side = g.swapped ? " on C^T" : "";
     if (g.dot != NULL) {
         snprintf(out, size, "dot%s", side);
+    } else if (g.mixed != NULL) {
+        snprintf(out, size, "mixed%s", side);
     } else {
         snprintf(out, size, "tiles %dx%d%s", g.kern->mr, g.kern->nr, side);
     }

@@ -211,6 +211,36 @@ void nnf_dot_avx512_f32(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, const vo
 void nnf_dot_avx512_f64(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, const void *a,
                         nnf_int rs_a, const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c,
                         nnf_int cs_c, const void *alpha, const void *beta);
+/*
+ * Mixed kernel, for C with 1 or 2 columns more than one vector (`vec`: 16
+ * float32 or 8 float64 values): C[0:m, 0:vec + extra] = alpha * A B +
+ * beta * C over kc steps. Row i of A starts at a + i * rs_a, contiguous
+ * along k. The first vec columns of C take broadcast FMAs, as in a tile
+ * kernel, with row p of B's first vec columns at bv + p * vec. The
+ * `extra` columns after them take dot products along k, as in the dot
+ * kernels, with column vec + e of B at bt + e * ld_bt, contiguous along k.
+ * The kernel runs tiles of NNF_MIXED_MR rows, then one tile of the rows
+ * left over. When *beta is zero, C is written without being read.
+ */
+#define NNF_MIXED_MR 8
+#define NNF_MIXED_EXTRA_MAX 2
+typedef void (*nnf_mixed_fn)(nnf_int m, nnf_int kc, int extra, const void *a, nnf_int rs_a,
+                             const void *bv, const void *bt, nnf_int ld_bt, void *c,
+                             nnf_int rs_c, nnf_int cs_c, const void *alpha, const void *beta);
+
+typedef struct {
+    size_t elem_size;
+    int vec;          /* columns of C from broadcast FMAs */
+    nnf_int kc;       /* largest k block */
+    nnf_mixed_fn run;
+} nnf_mixed_kernel;
+
+void nnf_mixed_avx512_f32(nnf_int m, nnf_int kc, int extra, const void *a, nnf_int rs_a,
+                          const void *bv, const void *bt, nnf_int ld_bt, void *c, nnf_int rs_c,
+                          nnf_int cs_c, const void *alpha, const void *beta);
+void nnf_mixed_avx512_f64(nnf_int m, nnf_int kc, int extra, const void *a, nnf_int rs_a,
+                          const void *bv, const void *bt, nnf_int ld_bt, void *c, nnf_int rs_c,
+                          nnf_int cs_c, const void *alpha, const void *beta);
 void nnf_pack_bt_avx2_f32(nnf_int n, nnf_int kc, const void *b, nnf_int rs_b, void *bt,
                           nnf_int ld_bt);
 void nnf_pack_bt_avx2_f64(nnf_int n, nnf_int kc, const void *b, nnf_int rs_b, void *bt,
@@ -312,13 +342,16 @@ int nnf_gemm_f64(nnf_int m, nnf_int n, nnf_int k, double alpha, const double *a,
 const char *nnf_gemm_tile_kernel(size_t elem_size, int index, int *mr, int *nr);
 /* For tests: the product of nnf_gemm_f32/f64, without an epilogue, on tile
  * kernel `index` (on C^T when on_transpose is set) whatever the plan would
- * choose, or on the dot plan when index is NNF_GEMM_DOT_INDEX. elem_size is
- * 4 or 8, and alpha and beta point to that type. Returns NNF_EINVAL for an
- * index past the table. For the dot plan it also returns NNF_EINVAL where
- * this SIMD level has no dot kernel, where the rows of A (of B on C^T) are
- * not contiguous along k, or where C has more than NNF_DOT_MAX_N columns
- * (rows on C^T). */
+ * choose, on the dot plan when index is NNF_GEMM_DOT_INDEX, or on the mixed
+ * plan when it is NNF_GEMM_MIXED_INDEX. elem_size is 4 or 8, and alpha and
+ * beta point to that type. Returns NNF_EINVAL for an index past the table.
+ * For the dot and mixed plans it also returns NNF_EINVAL where this SIMD
+ * level has no such kernel, where the rows of A (of B on C^T) are not
+ * contiguous along k, or where the columns of C (rows on C^T) do not fit.
+ * The dot plan takes at most NNF_DOT_MAX_N of them, the mixed plan one
+ * vector and 1 to NNF_MIXED_EXTRA_MAX more. */
 #define NNF_GEMM_DOT_INDEX (-2)
+#define NNF_GEMM_MIXED_INDEX (-3)
 int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m, nnf_int n,
                         nnf_int k, const void *alpha, const void *a, nnf_int rs_a,
                         nnf_int cs_a, const void *b, nnf_int rs_b, nnf_int cs_b,
@@ -326,8 +359,8 @@ int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m
 
 /* Write a short name of the plan nnf_gemm_f32 (elem_size 4) or nnf_gemm_f64
  * would run for these sizes and strides into out: "rows" (gemv.c), "dot",
- * "tiles MRxNR", the last two with " on C^T" when the product is transposed,
- * or "empty". For tests and diagnostics. */
+ * "mixed", "tiles MRxNR", the last three with " on C^T" when the product is
+ * transposed, or "empty". For tests and diagnostics. */
 int nnf_gemm_plan(size_t elem_size, nnf_int m, nnf_int n, nnf_int k, nnf_int rs_a,
                   nnf_int cs_a, nnf_int rs_b, nnf_int cs_b, char *out, size_t size);
 

@@ -1,6 +1,6 @@
 /*
  * Lane masks and lane sums of the AVX-512 kernels, shared by the
- * micro-kernels and the dot kernels. The lane sums add
+ * micro-kernels, the dot kernels and the mixed kernels. The lane sums add
  * the lanes of each vector in the same order whatever its place in the
  * array, so a result does not depend on which tile computed it. Include
  * only inside #ifdef NNF_X86_KERNELS, after <immintrin.h>.

@@ -27,6 +27,7 @@ cdef extern from "gemm.h" nogil:
     int NNF_ENOMEM
     int NNF_EINVAL
     int nnf_simd_level()
+    int nnf_fma512_full()
     const char *nnf_simd_name(int level)
 
     ctypedef struct nnf_epilogue_f32:
@@ -47,6 +48,7 @@ cdef extern from "gemm.h" nogil:
                       nnf_int cs_a, nnf_int rs_b, nnf_int cs_b, char *out, size_t size)
     const char *nnf_gemm_tile_kernel(size_t elem_size, int index, int *mr, int *nr)
     int NNF_GEMM_DOT_INDEX
+    int NNF_GEMM_MIXED_INDEX
     int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m,
                             nnf_int n, nnf_int k, const void *alpha, const void *a,
                             nnf_int rs_a, nnf_int cs_a, const void *b, nnf_int rs_b,
@@ -235,11 +237,27 @@ def gemm_with_dot(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.
                     bool(on_transpose))
 
 
+def gemm_with_mixed(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
+                    on_transpose=False, n_threads=None):
+    """``gemm`` on the mixed plan, for tests, whatever plan ``gemm`` would choose.
+
+    The mixed plan computes one vector of C's columns (8 float64 or 16
+    float32) as tiles do and 1 or 2 more as dot products along k. It needs
+    AVX-512 with two 512-bit FMAs per cycle, rows of op(A) contiguous along
+    k, and 9 or 10 columns of C in float64, 17 or 18 in float32. With
+    ``on_transpose`` the rows of op(B)^T and of C take their places.
+    Elsewhere it raises ValueError.
+    """
+    return _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, NNF_GEMM_MIXED_INDEX,
+                    bool(on_transpose))
+
+
 cdef object _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, int kernel,
                      bint on_transpose):
     """Check the operands and run the product; see ``gemm``. With kernel >= 0
-    the tile kernel of that index runs (``gemm_with_tiles``), and with
-    NNF_GEMM_DOT_INDEX the dot plan (``gemm_with_dot``)."""
+    the tile kernel of that index runs (``gemm_with_tiles``), with
+    NNF_GEMM_DOT_INDEX the dot plan (``gemm_with_dot``), and with
+    NNF_GEMM_MIXED_INDEX the mixed plan (``gemm_with_mixed``)."""
     cdef cnp.ndarray A = _matrix(a, "A")
     cdef cnp.ndarray B = _matrix(b, "B")
     cdef int typenum = cnp.PyArray_TYPE(A)
@@ -305,6 +323,8 @@ cdef object _product(a, b, c, trans_a, trans_b, alpha, beta, n_threads, int kern
                           f"({m}, {k}) x ({k}, {n}) product")
     if status == NNF_EINVAL and kernel == NNF_GEMM_DOT_INDEX:
         raise ValueError(_dot_refusal(m, n, k, on_transpose))
+    if status == NNF_EINVAL and kernel == NNF_GEMM_MIXED_INDEX:
+        raise ValueError(_mixed_refusal(m, n, k, on_transpose, itemsize))
     return C
 
 
@@ -326,13 +346,36 @@ cdef str _dot_refusal(nnf_int m, nnf_int n, nnf_int k, bint on_transpose):
             f"plan with on_transpose={bool(on_transpose)}: {reason}")
 
 
+cdef str _mixed_refusal(nnf_int m, nnf_int n, nnf_int k, bint on_transpose,
+                        size_t itemsize):
+    """Return why gemm_with_mixed cannot run this product, checked in the C
+    library's order: the SIMD level, the size of C, then the layout."""
+    cdef str simd = nnf_simd_name(nnf_simd_level()).decode("ascii")
+    cdef str side = "rows" if on_transpose else "columns"
+    cdef nnf_int width = m if on_transpose else n
+    cdef nnf_int vec = 64 // itemsize
+    if not simd.startswith("avx512") or not nnf_fma512_full():
+        reason = (f"the mixed plan needs AVX-512 with two 512-bit FMAs per cycle, "
+                  f"and this process runs {simd} with fma512_full={bool(nnf_fma512_full())}")
+    elif width <= vec or width > vec + 2:
+        reason = (f"C has {width} {side}, and the mixed plan takes {vec + 1} or {vec + 2} "
+                  f"for {'float32' if itemsize == 4 else 'float64'}")
+    elif on_transpose:
+        reason = "the rows of op(B)^T are not contiguous along k"
+    else:
+        reason = "the rows of op(A) are not contiguous along k"
+    return (f"gemm_with_mixed: cannot run the ({m}, {k}) x ({k}, {n}) product on the "
+            f"mixed plan with on_transpose={bool(on_transpose)}: {reason}")
+
+
 def gemm_plan(a, b, trans_a=False, trans_b=False):
     """Return the name of the plan ``gemm`` runs for these operands.
 
     One of ``"rows"`` (a few rows of C, one at a time), ``"dot"`` (narrow C
-    from dot products along k), ``"tiles MRxNR"`` (the blocked tile kernel),
-    the last two followed by ``" on C^T"`` when nnfast computes the
-    transposed product, or ``"empty"``. The plan depends on the sizes, the
+    from dot products along k), ``"mixed"`` (one vector of columns as tiles
+    do and 1 or 2 more as dot products), ``"tiles MRxNR"`` (the blocked
+    tile kernel), the last three followed by ``" on C^T"`` when nnfast
+    computes the transposed product, or ``"empty"``. The plan depends on the sizes, the
     strides and the SIMD level, not on the thread count.
     """
     cdef cnp.ndarray A = _matrix(a, "A")

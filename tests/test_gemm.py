@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from nnfast import _reference, _runtime
-from nnfast._gemm import gemm, gemm_plan, gemm_with_dot, gemm_with_tiles, tile_kernels
+from nnfast._gemm import (
+    gemm,
+    gemm_plan,
+    gemm_with_dot,
+    gemm_with_mixed,
+    gemm_with_tiles,
+    tile_kernels,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -390,6 +397,117 @@ def test_gemm_dot_plan_beta_zero_ignores_nan(dtype):
     assert_gemm_close(c, _reference.gemm(a, b), a, b, None, False, False, 1.0, 0.0)
 
 
+# The mixed plan runs where the CPU has two 512-bit FMAs per cycle. Its
+# shapes put m below, at and past the 8-row tile, and k at one step, below,
+# at and past one vector of steps (8 float64, 16 float32), and past one k
+# block (192 float64 or 224 float32 steps), so that the k steps left over
+# after whole vectors add to C. C has one vector of columns and 1 or 2 more.
+MIXED = _runtime.simd_name() == "avx512" and _runtime.fma512_full()
+MIXED_SHAPES = [
+    (1, 1, 1),
+    (5, 2, 7),
+    (8, 1, 8),
+    (13, 2, 23),
+    (37, 2, 128),
+    (21, 1, 401),
+    (64, 2, 200),
+]
+MIXED_CASES = [
+    (dtype, (m, (8 if dtype is np.float64 else 16) + extra, k))
+    for dtype in DTYPES
+    for m, extra, k in MIXED_SHAPES
+]
+
+
+@pytest.mark.skipif(not MIXED, reason="the mixed plan needs two 512-bit FMAs per cycle")
+@pytest.mark.parametrize(
+    "dtype, shape", MIXED_CASES,
+    ids=[f"{np.dtype(d).name}-{'x'.join(map(str, s))}" for d, s in MIXED_CASES],
+)
+def test_gemm_mixed_plan_matches_reference(dtype, shape):
+    m, n, k = shape
+    rng = rng_for("mixed", shape, np.dtype(dtype).name)
+    a, b, c0 = make_operands(m, n, k, False, False, dtype, rng)
+    # A's rows must be contiguous along k; B may have any strides: its
+    # vector of columns is packed, and its other columns are read in place
+    # where they are contiguous along k.
+    for alpha, beta in ((1.0, 0.0), (-0.75, 0.5)):
+        want = _reference.gemm(a, b, c0.copy(), alpha=alpha, beta=beta)
+        for a_name, a_view in layouts(a):
+            if a_name in ("f-order", "strided", "negative-strides"):
+                continue
+            for b_name, b_view in layouts(b):
+                got = gemm_with_mixed(a_view, b_view, c0.copy(), False, False, alpha, beta)
+                try:
+                    assert_gemm_close(got, want, a, b, c0, False, False, alpha, beta)
+                except AssertionError as error:
+                    raise AssertionError(f"A {a_name}, B {b_name}: {error}") from None
+
+
+@pytest.mark.skipif(not MIXED, reason="the mixed plan needs two 512-bit FMAs per cycle")
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_gemm_mixed_plan_on_transposed_product(dtype):
+    # C with 10 float64 (18 float32) rows whose B rows hold k contiguously:
+    # C^T fits the mixed plan, which then writes C with a column stride.
+    rows = 10 if dtype is np.float64 else 18
+    rng = rng_for("mixed C^T", dtype.__name__)
+    a = rng.standard_normal((rows, 131)).astype(dtype)
+    b_rows = rng.standard_normal((45, 131)).astype(dtype)
+    c0 = rng.standard_normal((rows, 45)).astype(dtype)
+    want = _reference.gemm(a, b_rows, c0.copy(), False, True, 2.0, -1.0)
+    got = gemm_with_mixed(a, b_rows, c0.copy(), False, True, 2.0, -1.0, on_transpose=True)
+    assert_gemm_close(got, want, a, b_rows, c0, False, True, 2.0, -1.0)
+
+
+@pytest.mark.skipif(not MIXED, reason="the mixed plan needs two 512-bit FMAs per cycle")
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_gemm_mixed_plan_same_result_on_any_thread_count(dtype):
+    n = 10 if dtype is np.float64 else 18
+    rng = rng_for("mixed threads", dtype.__name__)
+    a, b, c0 = make_operands(61, n, 401, False, False, dtype, rng)
+    one = gemm_with_mixed(a, b, c0.copy(), False, False, 1.5, 0.5, n_threads=1)
+    for threads in (2, 3):
+        got = gemm_with_mixed(a, b, c0.copy(), False, False, 1.5, 0.5, n_threads=threads)
+        np.testing.assert_array_equal(got, one, err_msg=f"{threads} threads")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("on_transpose", [False, True], ids=["C", "C^T"])
+def test_gemm_mixed_plan_beta_zero_ignores_nan(dtype, on_transpose):
+    # On C^T, C has the 10 (18) rows and the tiles write it by columns.
+    n = 10 if dtype is np.float64 else 18
+    rng = rng_for("mixed nan", on_transpose, dtype.__name__)
+    a, b, _ = make_operands(n if on_transpose else 20, 20 if on_transpose else n, 45, False,
+                            on_transpose, dtype, rng)
+    c = np.full((a.shape[0], b.shape[0] if on_transpose else b.shape[1]), np.nan, dtype)
+    if MIXED:
+        gemm_with_mixed(a, b, c, False, on_transpose, beta=0.0, on_transpose=on_transpose)
+    else:
+        gemm(a, b, c, False, on_transpose, beta=0.0)
+    want = _reference.gemm(a, b, None, False, on_transpose)
+    assert_gemm_close(c, want, a, b, None, False, on_transpose, 1.0, 0.0)
+
+
+def test_gemm_with_mixed_rejects_what_it_cannot_run():
+    a = np.ones((12, 40))
+    if not MIXED:
+        with pytest.raises(ValueError, match="the mixed plan needs AVX-512 with two 512-bit"):
+            gemm_with_mixed(a, np.ones((40, 10)))
+        return
+    for n in (8, 11):
+        with pytest.raises(ValueError, match=rf"C has {n} columns, and the mixed plan takes 9 or "
+                                             r"10 for float64"):
+            gemm_with_mixed(a, np.ones((40, n)))
+    with pytest.raises(ValueError, match=r"takes 17 or 18 for float32"):
+        gemm_with_mixed(a.astype(np.float32), np.ones((40, 10), np.float32))
+    with pytest.raises(ValueError, match=r"rows of op\(A\) are not contiguous along k"):
+        gemm_with_mixed(np.ones((40, 12)).T, np.ones((40, 9)))
+    with pytest.raises(ValueError, match=r"rows of op\(B\)\^T are not contiguous"):
+        gemm_with_mixed(np.ones((9, 40)), np.ones((40, 12)), on_transpose=True)
+    with pytest.raises(ValueError, match="C has 12 rows"):
+        gemm_with_mixed(a, np.ones((9, 40)), trans_b=True, on_transpose=True)
+
+
 def test_gemm_plan_checks_operands():
     a = np.ones((64, 100), np.float32)
     with pytest.raises(TypeError, match="same dtype, got float32 and float64"):
@@ -417,21 +535,33 @@ def test_gemm_plan_names():
         # transposes.
         x, dy = np.zeros((32, 128)), np.zeros((32, 10))
         assert gemm_plan(x, dy, trans_a=True) == "tiles 10x16 on C^T"
+        # The output layer's X W: 8 columns as tiles do, 2 as dot products.
+        assert gemm_plan(np.zeros((256, 128)), np.zeros((128, 10))) == "mixed"
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+NARROW_DENSE = [(np.float32, 10), (np.float64, 10), (np.float32, 18)]
+
+
+@pytest.mark.parametrize(
+    "dtype, n_out", NARROW_DENSE,
+    ids=[f"{np.dtype(d).name}-{n}" for d, n in NARROW_DENSE],
+)
 @pytest.mark.parametrize("activation", _reference.ACTIVATIONS)
-def test_dense_forward_dot_plan_matches_reference(activation, dtype):
+def test_dense_forward_narrow_plans_match_reference(activation, dtype, n_out):
     from nnfast._dense import dense_forward
 
-    # A 10-class output layer: the epilogue runs on each row tile of C. With
-    # 300 inputs the plan is dot on both 512-bit FMA rates (with 128, float64
-    # takes 4 x 16 tiles where a CPU runs two 512-bit FMAs per cycle).
-    rng = rng_for("dot dense", activation, dtype)
+    # A narrow output layer: the epilogue runs on each row chunk of C. With
+    # 300 inputs, 10 columns take the dot plan, or the mixed plan in float64
+    # where the CPU has two 512-bit FMAs per cycle, and 18 float32 columns
+    # the mixed plan there.
+    rng = rng_for("narrow dense", activation, dtype, n_out)
     x = rng.standard_normal((37, 300)).astype(dtype)
-    kernel = rng.standard_normal((300, 10)).astype(dtype)
-    bias = rng.standard_normal(10).astype(dtype)
-    if SIMD:
+    kernel = rng.standard_normal((300, n_out)).astype(dtype)
+    bias = rng.standard_normal(n_out).astype(dtype)
+    vec = 8 if dtype is np.float64 else 16
+    if MIXED and vec < n_out <= vec + 2:
+        assert gemm_plan(x, kernel) == "mixed"
+    elif SIMD and n_out == 10:
         assert gemm_plan(x, kernel) == "dot"
     got = dense_forward(x, kernel, bias, activation)
     want = _reference.dense_forward(x, kernel, bias, activation)

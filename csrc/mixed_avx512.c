@@ -1,0 +1,232 @@
+/*
+ * AVX-512 mixed kernels: C with one vector of columns and 1 or 2 more (9 or
+ * 10 float64 columns, 17 or 18 float32 ones), such as the 10-class output
+ * layer's X W. The first vector of columns takes broadcast FMAs, as in the
+ * 8 x 16 tiles, and the columns after it take dot products along k, as in
+ * the dot kernels. A tile kernel pads 10 float64 columns to 16 lanes and
+ * spends 16 lane-FMAs on each 10 results; this one spends 10, plus the lane
+ * sums of the 2 dot columns once per tile.
+ *
+ * On one Intel Xeon core (family 6, model 207) float64 256 x 10 x 128 took
+ * 9.6 us on these kernels, B packing included, and 12.6 us on 8 x 16
+ * tiles. Both read A in place, each row contiguous along k.
+ */
+#include "gemm.h"
+
+#ifdef NNF_X86_KERNELS
+
+#include <immintrin.h>
+
+#include "lanes_avx512.h"
+
+/*
+ * One tile of mr rows over the k steps [p0, p1). mr, extra and tail are
+ * compile-time constants at each instantiation, so the accumulators stay in
+ * registers: mr vectors for the broadcast columns and mr * extra for the
+ * dot columns (row-major, zero entries past them for LANE_SUMS). A tile of
+ * 8 rows and 2 dot columns keeps 24 accumulators. Without `tail`, p1 - p0
+ * is a multiple of VEC and the loop runs whole vectors of k steps. With
+ * it, p1 - p0 is below VEC and masked loads read the last steps. The two
+ * are separate calls because the tail's code beside the loop made GCC
+ * spill an accumulator in the loop: float64 256 x 10 x 128 took 10.1 us
+ * that way and 9.6 us this way. bv's rows are VEC apart, because with a
+ * stride held in a register GCC spilled the row offsets too.
+ */
+#define NNF_DEFINE_MIXED_TILE(NAME, T, VEC, VTYPE, LOADU, MASK_T, MASK, MASKZ_LOADU, ZERO,    \
+                              FMADD, MUL, SET1, STORE, STOREU, LANE_SUMS)                   \
+    static inline __attribute__((always_inline)) NNF_TARGET_AVX512 void NAME(              \
+        const int mr, const int extra, const int tail, nnf_int p0, nnf_int p1, const T *a,  \
+        nnf_int rs_a, const T *bv, const T *bt, nnf_int ld_bt, T *c, nnf_int rs_c,          \
+        nnf_int cs_c, T alpha, T beta)                                                     \
+    {                                                                                      \
+        VTYPE acc[NNF_MIXED_MR];                                                           \
+        VTYPE dot[NNF_MIXED_EXTRA_MAX * NNF_MIXED_MR + VEC];                               \
+        _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                               \
+        {                                                                                  \
+            acc[i] = ZERO();                                                               \
+        }                                                                                  \
+        _Pragma("GCC unroll 32") for (int t = 0; t < NNF_MIXED_EXTRA_MAX * NNF_MIXED_MR + VEC; \
+                                      t++)                                                 \
+        {                                                                                  \
+            dot[t] = ZERO();                                                               \
+        }                                                                                  \
+        if (!tail) {                                                                       \
+            for (nnf_int p = p0; p < p1; p += VEC) {                                       \
+                _Pragma("GCC unroll 16") for (int q = 0; q < VEC; q++)                     \
+                {                                                                          \
+                    const VTYPE b = LOADU(bv + (p + q) * VEC);                             \
+                    _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                   \
+                    {                                                                      \
+                        acc[i] = FMADD(SET1(a[i * rs_a + p + q]), b, acc[i]);              \
+                    }                                                                      \
+                }                                                                          \
+                VTYPE b[NNF_MIXED_EXTRA_MAX];                                              \
+                _Pragma("GCC unroll 2") for (int e = 0; e < extra; e++)                    \
+                {                                                                          \
+                    b[e] = LOADU(bt + e * ld_bt + p);                                      \
+                }                                                                          \
+                /* Each row of A is loaded once for all the dot columns, in a  */          \
+                /* register: as memory operands of the FMAs, the loads limited */          \
+                /* the loop.                                                    */         \
+                _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                       \
+                {                                                                          \
+                    VTYPE x = LOADU(a + i * rs_a + p);                                     \
+                    __asm__("" : "+v"(x));                                                 \
+                    _Pragma("GCC unroll 2") for (int e = 0; e < extra; e++)                \
+                    {                                                                      \
+                        dot[i * extra + e] = FMADD(x, b[e], dot[i * extra + e]);           \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+        } else {                                                                           \
+            _Pragma("GCC unroll 16") for (int q = 0; q < VEC - 1; q++)                     \
+            {                                                                              \
+                if (p0 + q < p1) {                                                         \
+                    const VTYPE b = LOADU(bv + (p0 + q) * VEC);                            \
+                    _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                   \
+                    {                                                                      \
+                        acc[i] = FMADD(SET1(a[i * rs_a + p0 + q]), b, acc[i]);             \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+            const MASK_T mask = MASK(p1 - p0);                                             \
+            _Pragma("GCC unroll 2") for (int e = 0; e < extra; e++)                        \
+            {                                                                              \
+                const VTYPE b = MASKZ_LOADU(mask, bt + e * ld_bt + p0);                    \
+                _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                       \
+                {                                                                          \
+                    dot[i * extra + e] = FMADD(MASKZ_LOADU(mask, a + i * rs_a + p0), b,    \
+                                               dot[i * extra + e]);                        \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        const VTYPE valpha = SET1(alpha);                                                  \
+        if (cs_c == 1) {                                                                   \
+            _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                           \
+            {                                                                              \
+                VTYPE v = MUL(valpha, acc[i]);                                             \
+                if (beta != (T)0) {                                                        \
+                    v = FMADD(SET1(beta), LOADU(c + i * rs_c), v);                         \
+                }                                                                          \
+                STOREU(c + i * rs_c, v);                                                   \
+            }                                                                              \
+        } else {                                                                           \
+            T row[VEC] __attribute__((aligned(64)));                                       \
+            for (int i = 0; i < mr; i++) {                                                 \
+                STORE(row, MUL(valpha, acc[i]));                                           \
+                for (int j = 0; j < VEC; j++) {                                            \
+                    T *cij = c + i * rs_c + j * cs_c;                                      \
+                    *cij = beta == (T)0 ? row[j] : row[j] + beta * *cij;                   \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        T sums[NNF_MIXED_EXTRA_MAX * NNF_MIXED_MR + VEC] __attribute__((aligned(64)));     \
+        _Pragma("GCC unroll 2") for (int t = 0; t < mr * extra; t += VEC)                  \
+        {                                                                                  \
+            STORE(sums + t, MUL(valpha, LANE_SUMS(dot + t)));                              \
+        }                                                                                  \
+        _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                               \
+        {                                                                                  \
+            _Pragma("GCC unroll 2") for (int e = 0; e < extra; e++)                        \
+            {                                                                              \
+                T *cij = c + i * rs_c + (VEC + e) * cs_c;                                  \
+                const T s = sums[i * extra + e];                                           \
+                *cij = beta == (T)0 ? s : s + beta * *cij;                                 \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+/* Run tiles of MR rows with EXTRA dot columns from row i while they fit in
+ * m: the whole vectors of k steps, then the steps left over, which add to
+ * C (`one` is 1 in the dtype). The body is inlined for each shape, so the row loop makes no call per
+ * tile. */
+#define NNF_MIXED_ROWS(TILE, MR, EXTRA)                                                    \
+    for (; i + (MR) <= m; i += (MR)) {                                                     \
+        TILE(MR, EXTRA, 0, 0, kv, a + i * rs_a, rs_a, bv, bt, ld_bt, c + i * rs_c, rs_c,   \
+             cs_c, alpha, beta);                                                           \
+        if (kv < kc) {                                                                     \
+            TILE(MR, EXTRA, 1, kv, kc, a + i * rs_a, rs_a, bv, bt, ld_bt, c + i * rs_c,    \
+                 rs_c, cs_c, alpha, one);                                                  \
+        }                                                                                  \
+    }
+
+#define NNF_MIXED_CASE(TILE, MR, EXTRA)                                                    \
+    case (MR) * 4 + (EXTRA):                                                               \
+        NNF_MIXED_ROWS(TILE, MR, EXTRA)                                                    \
+        break;
+
+#define NNF_MIXED_CASES_FOR(TILE, MR)                                                      \
+    NNF_MIXED_CASE(TILE, MR, 1)                                                            \
+    NNF_MIXED_CASE(TILE, MR, 2)
+
+/* The whole tiles of NNF_MIXED_MR rows with EXTRA dot columns, in a
+ * function of their own, away from the register needs of the other
+ * shapes. */
+#define NNF_DEFINE_MIXED_FULL(NAME, T, VEC, TILE, EXTRA)                                   \
+    static __attribute__((noinline)) NNF_TARGET_AVX512 void NAME(                          \
+        nnf_int m, nnf_int kc, const T *a, nnf_int rs_a, const T *bv, const T *bt,         \
+        nnf_int ld_bt, T *c, nnf_int rs_c, nnf_int cs_c, T alpha, T beta)                  \
+    {                                                                                      \
+        const nnf_int kv = kc / VEC * VEC;                                                 \
+        const T one = 1;                                                                   \
+        nnf_int i = 0;                                                                     \
+        NNF_MIXED_ROWS(TILE, NNF_MIXED_MR, EXTRA)                                          \
+    }
+
+/* Compute C with whole tiles of NNF_MIXED_MR rows (FULL1 or FULL2 for 1 or
+ * 2 dot columns), then one tile of the rows left over. */
+#define NNF_DEFINE_MIXED(NAME, T, VEC, TILE, FULL1, FULL2)                                 \
+    NNF_DEFINE_MIXED_FULL(FULL1, T, VEC, TILE, 1)                                          \
+    NNF_DEFINE_MIXED_FULL(FULL2, T, VEC, TILE, 2)                                          \
+    NNF_TARGET_AVX512 void NAME(nnf_int m, nnf_int kc, int extra, const void *a_,          \
+                                nnf_int rs_a, const void *bv_, const void *bt_,            \
+                                nnf_int ld_bt, void *c_, nnf_int rs_c, nnf_int cs_c,       \
+                                const void *alpha_, const void *beta_)                     \
+    {                                                                                      \
+        const T *a = (const T *)a_;                                                        \
+        const T *bv = (const T *)bv_;                                                      \
+        const T *bt = (const T *)bt_;                                                      \
+        T *c = (T *)c_;                                                                    \
+        const T alpha = *(const T *)alpha_;                                                \
+        const T beta = *(const T *)beta_;                                                  \
+        const nnf_int kv = kc / VEC * VEC;                                                 \
+        const T one = 1;                                                                   \
+        nnf_int i = m / NNF_MIXED_MR * NNF_MIXED_MR;                                       \
+        if (extra == 1) {                                                                  \
+            FULL1(m, kc, a, rs_a, bv, bt, ld_bt, c, rs_c, cs_c, alpha, beta);              \
+        } else {                                                                           \
+            FULL2(m, kc, a, rs_a, bv, bt, ld_bt, c, rs_c, cs_c, alpha, beta);              \
+        }                                                                                  \
+        if (i < m) {                                                                       \
+            switch ((m - i) * 4 + extra) {                                                 \
+                NNF_MIXED_CASES_FOR(TILE, 1)                                               \
+                NNF_MIXED_CASES_FOR(TILE, 2)                                               \
+                NNF_MIXED_CASES_FOR(TILE, 3)                                               \
+                NNF_MIXED_CASES_FOR(TILE, 4)                                               \
+                NNF_MIXED_CASES_FOR(TILE, 5)                                               \
+                NNF_MIXED_CASES_FOR(TILE, 6)                                               \
+                NNF_MIXED_CASES_FOR(TILE, 7)                                               \
+                default:                                                                   \
+                    break;                                                                 \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+#define NNF_MASKZ_LOADU_F32(mask, p) _mm512_maskz_loadu_ps((mask), (p))
+#define NNF_MASKZ_LOADU_F64(mask, p) _mm512_maskz_loadu_pd((mask), (p))
+
+NNF_DEFINE_MIXED_TILE(mixed_tile_avx512_f32, float, 16, __m512, _mm512_loadu_ps, __mmask16,
+                      lane_mask16, NNF_MASKZ_LOADU_F32, _mm512_setzero_ps, _mm512_fmadd_ps,
+                      _mm512_mul_ps, _mm512_set1_ps, _mm512_store_ps, _mm512_storeu_ps,
+                      lane_sums16_f32)
+NNF_DEFINE_MIXED_TILE(mixed_tile_avx512_f64, double, 8, __m512d, _mm512_loadu_pd, __mmask8,
+                      lane_mask8, NNF_MASKZ_LOADU_F64, _mm512_setzero_pd, _mm512_fmadd_pd,
+                      _mm512_mul_pd, _mm512_set1_pd, _mm512_store_pd, _mm512_storeu_pd,
+                      lane_sums8_f64)
+
+NNF_DEFINE_MIXED(nnf_mixed_avx512_f32, float, 16, mixed_tile_avx512_f32,
+                 mixed_full1_avx512_f32, mixed_full2_avx512_f32)
+NNF_DEFINE_MIXED(nnf_mixed_avx512_f64, double, 8, mixed_tile_avx512_f64,
+                 mixed_full1_avx512_f64, mixed_full2_avx512_f64)
+
+#endif /* NNF_X86_KERNELS */
