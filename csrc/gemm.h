@@ -212,8 +212,8 @@ void nnf_dot_avx512_f64(nnf_int m, int rows, nnf_int n_cur, nnf_int kc, const vo
                         nnf_int rs_a, const void *bt, nnf_int rs_bt, void *c, nnf_int rs_c,
                         nnf_int cs_c, const void *alpha, const void *beta);
 /*
- * Mixed kernel, for C with 1 or 2 columns more than one vector (`vec`: 16
- * float32 or 8 float64 values): C[0:m, 0:vec + extra] = alpha * A B +
+ * Mixed kernel, for C with 0, 1 or 2 columns more than one vector (`vec`:
+ * 16 float32 or 8 float64 values): C[0:m, 0:vec + extra] = alpha * A B +
  * beta * C over kc steps. Row i of A starts at a + i * rs_a, contiguous
  * along k. The first vec columns of C take broadcast FMAs, as in a tile
  * kernel, with row p of B's first vec columns at bv + p * vec. The
@@ -349,7 +349,7 @@ const char *nnf_gemm_tile_kernel(size_t elem_size, int index, int *mr, int *nr);
  * level has no such kernel, where the rows of A (of B on C^T) are not
  * contiguous along k, or where the columns of C (rows on C^T) do not fit.
  * The dot plan takes at most NNF_DOT_MAX_N of them, the mixed plan one
- * vector and 1 to NNF_MIXED_EXTRA_MAX more. */
+ * vector and up to NNF_MIXED_EXTRA_MAX more. */
 #define NNF_GEMM_DOT_INDEX (-2)
 #define NNF_GEMM_MIXED_INDEX (-3)
 int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m, nnf_int n,

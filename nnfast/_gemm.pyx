@@ -242,9 +242,9 @@ def gemm_with_mixed(a, b, c=None, trans_a=False, trans_b=False, alpha=1.0, beta=
     """``gemm`` on the mixed plan, for tests, whatever plan ``gemm`` would choose.
 
     The mixed plan computes one vector of C's columns (8 float64 or 16
-    float32) as tiles do and 1 or 2 more as dot products along k. It needs
+    float32) as tiles do and up to 2 more as dot products along k. It needs
     AVX-512 with two 512-bit FMAs per cycle, rows of op(A) contiguous along
-    k, and 9 or 10 columns of C in float64, 17 or 18 in float32. With
+    k, and 8 to 10 columns of C in float64, 16 to 18 in float32. With
     ``on_transpose`` the rows of op(B)^T and of C take their places.
     Elsewhere it raises ValueError.
     """
@@ -357,8 +357,8 @@ cdef str _mixed_refusal(nnf_int m, nnf_int n, nnf_int k, bint on_transpose,
     if not simd.startswith("avx512") or not nnf_fma512_full():
         reason = (f"the mixed plan needs AVX-512 with two 512-bit FMAs per cycle, "
                   f"and this process runs {simd} with fma512_full={bool(nnf_fma512_full())}")
-    elif width <= vec or width > vec + 2:
-        reason = (f"C has {width} {side}, and the mixed plan takes {vec + 1} or {vec + 2} "
+    elif width < vec or width > vec + 2:
+        reason = (f"C has {width} {side}, and the mixed plan takes {vec} to {vec + 2} "
                   f"for {'float32' if itemsize == 4 else 'float64'}")
     elif on_transpose:
         reason = "the rows of op(B)^T are not contiguous along k"
@@ -373,7 +373,7 @@ def gemm_plan(a, b, trans_a=False, trans_b=False):
 
     One of ``"rows"`` (a few rows of C, one at a time), ``"dot"`` (narrow C
     from dot products along k), ``"mixed"`` (one vector of columns as tiles
-    do and 1 or 2 more as dot products), ``"tiles MRxNR"`` (the blocked
+    do and up to 2 more as dot products), ``"tiles MRxNR"`` (the blocked
     tile kernel), the last three followed by ``" on C^T"`` when nnfast
     computes the transposed product, or ``"empty"``. The plan depends on the sizes, the
     strides and the SIMD level, not on the thread count.

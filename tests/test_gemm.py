@@ -401,14 +401,16 @@ def test_gemm_dot_plan_beta_zero_ignores_nan(dtype):
 # shapes put m below, at and past the 8-row tile, and k at one step, below,
 # at and past one vector of steps (8 float64, 16 float32), and past one k
 # block (192 float64 or 224 float32 steps), so that the k steps left over
-# after whole vectors add to C. C has one vector of columns and 1 or 2 more.
+# after whole vectors add to C. C has one vector of columns and 0 to 2 more.
 MIXED = _runtime.simd_name() == "avx512" and _runtime.fma512_full()
 MIXED_SHAPES = [
     (1, 1, 1),
     (5, 2, 7),
     (8, 1, 8),
+    (3, 0, 5),
     (13, 2, 23),
     (37, 2, 128),
+    (29, 0, 130),
     (21, 1, 401),
     (64, 2, 200),
 ]
@@ -494,11 +496,11 @@ def test_gemm_with_mixed_rejects_what_it_cannot_run():
         with pytest.raises(ValueError, match="the mixed plan needs AVX-512 with two 512-bit"):
             gemm_with_mixed(a, np.ones((40, 10)))
         return
-    for n in (8, 11):
-        with pytest.raises(ValueError, match=rf"C has {n} columns, and the mixed plan takes 9 or "
+    for n in (7, 11):
+        with pytest.raises(ValueError, match=rf"C has {n} columns, and the mixed plan takes 8 to "
                                              r"10 for float64"):
             gemm_with_mixed(a, np.ones((40, n)))
-    with pytest.raises(ValueError, match=r"takes 17 or 18 for float32"):
+    with pytest.raises(ValueError, match=r"takes 16 to 18 for float32"):
         gemm_with_mixed(a.astype(np.float32), np.ones((40, 10), np.float32))
     with pytest.raises(ValueError, match=r"rows of op\(A\) are not contiguous along k"):
         gemm_with_mixed(np.ones((40, 12)).T, np.ones((40, 9)))
@@ -539,7 +541,7 @@ def test_gemm_plan_names():
         assert gemm_plan(np.zeros((256, 128)), np.zeros((128, 10))) == "mixed"
 
 
-NARROW_DENSE = [(np.float32, 10), (np.float64, 10), (np.float32, 18)]
+NARROW_DENSE = [(np.float32, 10), (np.float64, 10), (np.float32, 18), (np.float64, 8)]
 
 
 @pytest.mark.parametrize(
@@ -551,15 +553,15 @@ def test_dense_forward_narrow_plans_match_reference(activation, dtype, n_out):
     from nnfast._dense import dense_forward
 
     # A narrow output layer: the epilogue runs on each row chunk of C. With
-    # 300 inputs, 10 columns take the dot plan, or the mixed plan in float64
-    # where the CPU has two 512-bit FMAs per cycle, and 18 float32 columns
-    # the mixed plan there.
+    # 300 inputs, 10 columns take the dot plan. Where the CPU has two 512-bit
+    # FMAs per cycle, 8 or 10 float64 columns and 18 float32 ones take the
+    # mixed plan instead.
     rng = rng_for("narrow dense", activation, dtype, n_out)
     x = rng.standard_normal((37, 300)).astype(dtype)
     kernel = rng.standard_normal((300, n_out)).astype(dtype)
     bias = rng.standard_normal(n_out).astype(dtype)
     vec = 8 if dtype is np.float64 else 16
-    if MIXED and vec < n_out <= vec + 2:
+    if MIXED and vec <= n_out <= vec + 2:
         assert gemm_plan(x, kernel) == "mixed"
     elif SIMD and n_out == 10:
         assert gemm_plan(x, kernel) == "dot"
