@@ -121,10 +121,10 @@
 /*
  * The mixed plan (mixed_avx512.c) is considered for C with one vector of
  * columns and up to NNF_MIXED_EXTRA_MAX more, and A rows contiguous along k.
- * Its estimated cycles per row of C are NNF_MIXED_STEP_COST / 2 per FMA
- * (one per k step for the vector of columns, one per vector of k steps for
- * each dot column), plus NNF_MIXED_SUM_COST per dot column for the lane
- * sums. On one Intel Xeon core, float64 256 x 10 x 128 took 9.6 us on it
+ * Its estimated cycles per row of C are NNF_MIXED_STEP_COST / 2 per FMA,
+ * plus NNF_MIXED_SUM_COST per dot column for the lane sums. A row takes
+ * one FMA per k step for the vector of columns, and one per vector of k
+ * steps for each dot column. On one Intel Xeon core, float64 256 x 10 x 128 took 9.6 us on it
  * and 12.6 us on 8 x 16 tiles (rated 22300 and 34000 cycles), float64
  * 1000 x 10 x 784 took 313 and 421 us (dot plan), and float32
  * 256 x 18 x 128 took 8.6 and 12.4 us (8 x 32 tiles). Float64 256 x 8 x 128
@@ -744,9 +744,9 @@ static void gemm_dot_thread(const gemm_plan *g, int tid, int nt)
     } while (pc < k);
 }
 
-/* Pack the k block [pc, pc + kc) of B for the mixed plan: the first VEC
- * columns, row by row with stride VEC, into bv, and the columns after them,
- * one row of Bt each with stride ld_bt, into bt (unless NULL). */
+/* Pack the k block [pc, pc + kc) of B for the mixed plan. The first VEC
+ * columns go row by row, with stride VEC, into bv. The columns after them
+ * go into bt (unless NULL), one row of Bt each with stride ld_bt. */
 #define NNF_DEFINE_PACK_MIXED(T, SUF, VEC)                                                   \
     static void pack_mixed_##SUF(const gemm_plan *g, nnf_int pc, nnf_int kc, T *bv, T *bt)  \
     {                                                                                      \

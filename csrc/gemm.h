@@ -346,10 +346,10 @@ const char *nnf_gemm_tile_kernel(size_t elem_size, int index, int *mr, int *nr);
  * plan when it is NNF_GEMM_MIXED_INDEX. elem_size is 4 or 8, and alpha and
  * beta point to that type. Returns NNF_EINVAL for an index past the table.
  * For the dot and mixed plans it also returns NNF_EINVAL where this SIMD
- * level has no such kernel, where the rows of A (of B on C^T) are not
- * contiguous along k, or where the columns of C (rows on C^T) do not fit.
- * The dot plan takes at most NNF_DOT_MAX_N of them, the mixed plan one
- * vector and up to NNF_MIXED_EXTRA_MAX more. */
+ * level has no such kernel or the rows of A (of B on C^T) are not
+ * contiguous along k. It does so too where the columns of C (rows on C^T)
+ * do not fit: the dot plan takes at most NNF_DOT_MAX_N of them, the mixed
+ * plan one vector and up to NNF_MIXED_EXTRA_MAX more. */
 #define NNF_GEMM_DOT_INDEX (-2)
 #define NNF_GEMM_MIXED_INDEX (-3)
 int nnf_gemm_with_tiles(size_t elem_size, int index, int on_transpose, nnf_int m, nnf_int n,

@@ -3,10 +3,10 @@
  * 10 float64 columns, 16 to 18 float32 ones), such as the 10-class output
  * layer's X W. The first vector of columns takes broadcast FMAs, as in the
  * 8 x 16 tiles, and the columns after it take dot products along k, as in
- * the dot kernels. A tile kernel pads 10 float64 columns to 16 lanes and
- * spends 16 lane-FMAs on each 10 results; this one spends 10, plus the lane
- * sums of the 2 dot columns once per tile. With no dot columns it is a tile
- * of one vector's width, which the tile tables lack.
+ * the dot kernels. A tile kernel pads 10 float64 columns to 16 lanes, so
+ * it spends 16 lane-FMAs on each 10 results. This one spends 10, plus the
+ * lane sums of the 2 dot columns once per tile. With no dot columns it is
+ * a tile of one vector's width, which the tile tables lack.
  *
  * On one Intel Xeon core (family 6, model 207) float64 256 x 10 x 128 took
  * 9.6 us on these kernels, B packing included, and 12.6 us on 8 x 16
@@ -34,11 +34,11 @@
  * that way and 9.6 us this way. bv's rows are VEC apart, because with a
  * stride held in a register GCC spilled the row offsets too.
  */
-#define NNF_DEFINE_MIXED_TILE(NAME, T, VEC, VTYPE, LOADU, MASK_T, MASK, MASKZ_LOADU, ZERO,    \
-                              FMADD, MUL, SET1, STORE, STOREU, LANE_SUMS)                   \
+#define NNF_DEFINE_MIXED_TILE(NAME, T, VEC, VTYPE, LOADU, MASK_T, MASK, MASKZ_LOADU, ZERO, \
+                              FMADD, MUL, SET1, STORE, STOREU, LANE_SUMS)                  \
     static inline __attribute__((always_inline)) NNF_TARGET_AVX512 void NAME(              \
-        const int mr, const int extra, const int tail, nnf_int p0, nnf_int p1, const T *a,  \
-        nnf_int rs_a, const T *bv, const T *bt, nnf_int ld_bt, T *c, nnf_int rs_c,          \
+        const int mr, const int extra, const int tail, nnf_int p0, nnf_int p1, const T *a, \
+        nnf_int rs_a, const T *bv, const T *bt, nnf_int ld_bt, T *c, nnf_int rs_c,         \
         nnf_int cs_c, T alpha, T beta)                                                     \
     {                                                                                      \
         VTYPE acc[NNF_MIXED_MR];                                                           \
@@ -140,15 +140,15 @@
 
 /* Run tiles of MR rows with EXTRA dot columns from row i while they fit in
  * m: the whole vectors of k steps, then the steps left over, which add to
- * C (`one` is 1 in the dtype). The body is inlined for each shape, so the row loop makes no call per
- * tile. */
+ * C (`beta_one` is 1 in the dtype). The body is inlined for each shape, so
+ * the row loop makes no call per tile. */
 #define NNF_MIXED_ROWS(TILE, MR, EXTRA)                                                    \
     for (; i + (MR) <= m; i += (MR)) {                                                     \
         TILE(MR, EXTRA, 0, 0, kv, a + i * rs_a, rs_a, bv, bt, ld_bt, c + i * rs_c, rs_c,   \
              cs_c, alpha, beta);                                                           \
         if (kv < kc) {                                                                     \
             TILE(MR, EXTRA, 1, kv, kc, a + i * rs_a, rs_a, bv, bt, ld_bt, c + i * rs_c,    \
-                 rs_c, cs_c, alpha, one);                                                  \
+                 rs_c, cs_c, alpha, beta_one);                                             \
         }                                                                                  \
     }
 
@@ -171,7 +171,7 @@
         nnf_int ld_bt, T *c, nnf_int rs_c, nnf_int cs_c, T alpha, T beta)                  \
     {                                                                                      \
         const nnf_int kv = kc / VEC * VEC;                                                 \
-        const T one = 1;                                                                   \
+        const T beta_one = 1;                                                              \
         nnf_int i = 0;                                                                     \
         NNF_MIXED_ROWS(TILE, NNF_MIXED_MR, EXTRA)                                          \
     }
@@ -194,7 +194,7 @@
         const T alpha = *(const T *)alpha_;                                                \
         const T beta = *(const T *)beta_;                                                  \
         const nnf_int kv = kc / VEC * VEC;                                                 \
-        const T one = 1;                                                                   \
+        const T beta_one = 1;                                                              \
         nnf_int i = m / NNF_MIXED_MR * NNF_MIXED_MR;                                       \
         if (extra == 0) {                                                                  \
             FULL0(m, kc, a, rs_a, bv, bt, ld_bt, c, rs_c, cs_c, alpha, beta);              \

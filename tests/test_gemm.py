@@ -398,10 +398,11 @@ def test_gemm_dot_plan_beta_zero_ignores_nan(dtype):
 
 
 # The mixed plan runs where the CPU has two 512-bit FMAs per cycle. Its
-# shapes put m below, at and past the 8-row tile, and k at one step, below,
-# at and past one vector of steps (8 float64, 16 float32), and past one k
-# block (192 float64 or 224 float32 steps), so that the k steps left over
-# after whole vectors add to C. C has one vector of columns and 0 to 2 more.
+# shapes put m below, at and past the 8-row tile. They put k at one step,
+# below, at and past one vector of steps (8 float64, 16 float32), and past
+# one k block (192 float64 or 224 float32 steps). The k steps left over
+# after whole vectors then add to C. C has one vector of columns and 0 to 2
+# more.
 MIXED = _runtime.simd_name() == "avx512" and _runtime.fma512_full()
 MIXED_SHAPES = [
     (1, 1, 1),
@@ -463,7 +464,7 @@ def test_gemm_mixed_plan_on_transposed_product(dtype):
 
 @pytest.mark.skipif(not MIXED, reason="the mixed plan needs two 512-bit FMAs per cycle")
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-def test_gemm_mixed_plan_same_result_on_any_thread_count(dtype):
+def test_gemm_mixed_plan_thread_counts(dtype):
     n = 10 if dtype is np.float64 else 18
     rng = rng_for("mixed threads", dtype.__name__)
     a, b, c0 = make_operands(61, n, 401, False, False, dtype, rng)
