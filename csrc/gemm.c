@@ -659,6 +659,25 @@ static void gemm_thread(const gemm_plan *g, int tid, int nt)
     }
 }
 
+/* Return the rows of C per chunk of the dot and mixed plans, a multiple
+ * of `rows`: a chunk's A block of kc steps fills about half of L1. */
+static nnf_int row_chunk(nnf_int kc, ptrdiff_t es, nnf_int rows)
+{
+    nnf_int chunk = NNF_ROUND_DOWN(NNF_L1D_BYTES / 2 / ((kc > 0 ? kc : 1) * es), rows);
+    return chunk > rows ? chunk : rows;
+}
+
+/* Run the epilogue on the m_cur rows of C from row i0 (c_row), all n
+ * columns, for the dot and mixed plans. */
+static void epilogue_rows(const gemm_plan *g, nnf_int i0, nnf_int m_cur, char *c_row)
+{
+    if (g->swapped) {
+        g->kern->epilogue(g->n, m_cur, 0, i0, c_row, g->cs_c, g->rs_c, g->epilogue);
+    } else {
+        g->kern->epilogue(m_cur, g->n, i0, 0, c_row, g->rs_c, g->cs_c, g->epilogue);
+    }
+}
+
 /* Copy the k block [pc, pc + kc) of B's columns into Bt, one row per column
  * of B with row stride ld_bt. */
 #define NNF_DEFINE_PACK_BT(T, SUF)                                                           \
@@ -721,8 +740,7 @@ static void gemm_dot_thread(const gemm_plan *g, int tid, int nt)
         }
         /* Chunks of rows whose A block fills about half of L1, so that each
          * column group after the first reads it from L1. */
-        nnf_int chunk = NNF_ROUND_DOWN(NNF_L1D_BYTES / 2 / ((kc > 0 ? kc : 1) * es), rows);
-        chunk = chunk > rows ? chunk : rows;
+        const nnf_int chunk = row_chunk(kc, es, rows);
         for (nnf_int i0 = i_begin; i0 < i_end; i0 += chunk) {
             nnf_int m_cur = min_int(chunk, i_end - i0);
             const char *a = g->a + (i0 * g->rs_a + pc) * es;
@@ -733,11 +751,7 @@ static void gemm_dot_thread(const gemm_plan *g, int tid, int nt)
                         rs_bt, c_row + j0 * g->cs_c * es, g->rs_c, g->cs_c, g->alpha, beta);
             }
             if (last_k_block && g->epilogue != NULL) {
-                if (g->swapped) {
-                    g->kern->epilogue(n, m_cur, 0, i0, c_row, g->cs_c, g->rs_c, g->epilogue);
-                } else {
-                    g->kern->epilogue(m_cur, n, i0, 0, c_row, g->rs_c, g->cs_c, g->epilogue);
-                }
+                epilogue_rows(g, i0, m_cur, c_row);
             }
         }
         pc += kc;
@@ -811,20 +825,14 @@ static void gemm_mixed_thread(const gemm_plan *g, int tid, int nt)
             ld_bt = g->ld_bt;
         }
         /* Chunks of rows, so that the epilogue finds them in cache. */
-        nnf_int chunk = NNF_ROUND_DOWN(NNF_L1D_BYTES / 2 / ((kc > 0 ? kc : 1) * es),
-                                       NNF_MIXED_MR);
-        chunk = chunk > NNF_MIXED_MR ? chunk : NNF_MIXED_MR;
+        const nnf_int chunk = row_chunk(kc, es, NNF_MIXED_MR);
         for (nnf_int i0 = i_begin; i0 < i_end; i0 += chunk) {
             nnf_int m_cur = min_int(chunk, i_end - i0);
             char *c_row = g->c + i0 * g->rs_c * es;
             mk->run(m_cur, kc, extra, g->a + (i0 * g->rs_a + pc) * es, g->rs_a, bv_packed,
                     bt, ld_bt, c_row, g->rs_c, g->cs_c, g->alpha, beta);
             if (last_k_block && g->epilogue != NULL) {
-                if (g->swapped) {
-                    g->kern->epilogue(n, m_cur, 0, i0, c_row, g->cs_c, g->rs_c, g->epilogue);
-                } else {
-                    g->kern->epilogue(m_cur, n, i0, 0, c_row, g->rs_c, g->cs_c, g->epilogue);
-                }
+                epilogue_rows(g, i0, m_cur, c_row);
             }
         }
         pc += kc;

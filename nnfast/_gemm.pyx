@@ -332,8 +332,8 @@ cdef str _dot_refusal(nnf_int m, nnf_int n, nnf_int k, bint on_transpose):
     """Return why gemm_with_dot cannot run this product, checked in the C
     library's order: the SIMD level, the size of C, then the layout."""
     cdef str simd = nnf_simd_name(nnf_simd_level()).decode("ascii")
-    cdef str side = "rows" if on_transpose else "columns"
     cdef nnf_int width = m if on_transpose else n
+    cdef str side = ("row" if on_transpose else "column") + ("" if width == 1 else "s")
     if simd == "generic":
         reason = "the dot plan needs AVX2, and this process runs the portable kernels"
     elif width > 24:
@@ -351,8 +351,8 @@ cdef str _mixed_refusal(nnf_int m, nnf_int n, nnf_int k, bint on_transpose,
     """Return why gemm_with_mixed cannot run this product, checked in the C
     library's order: the SIMD level, the size of C, then the layout."""
     cdef str simd = nnf_simd_name(nnf_simd_level()).decode("ascii")
-    cdef str side = "rows" if on_transpose else "columns"
     cdef nnf_int width = m if on_transpose else n
+    cdef str side = ("row" if on_transpose else "column") + ("" if width == 1 else "s")
     cdef nnf_int vec = 64 // itemsize
     if not simd.startswith("avx512") or not nnf_fma512_full():
         reason = (f"the mixed plan needs AVX-512 with two 512-bit FMAs per cycle, "

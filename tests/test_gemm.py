@@ -422,7 +422,6 @@ MIXED_CASES = [
 ]
 
 
-@pytest.mark.skipif(not MIXED, reason="the mixed plan needs two 512-bit FMAs per cycle")
 @pytest.mark.parametrize(
     "dtype, shape", MIXED_CASES,
     ids=[f"{np.dtype(d).name}-{'x'.join(map(str, s))}" for d, s in MIXED_CASES],
@@ -433,21 +432,22 @@ def test_gemm_mixed_plan_matches_reference(dtype, shape):
     a, b, c0 = make_operands(m, n, k, False, False, dtype, rng)
     # A's rows must be contiguous along k; B may have any strides: its
     # vector of columns is packed, and its other columns are read in place
-    # where they are contiguous along k.
+    # where they are contiguous along k. Without the mixed kernels the
+    # same products go through gemm's own plan.
+    product = gemm_with_mixed if MIXED else gemm
     for alpha, beta in ((1.0, 0.0), (-0.75, 0.5)):
         want = _reference.gemm(a, b, c0.copy(), alpha=alpha, beta=beta)
         for a_name, a_view in layouts(a):
             if a_name in ("f-order", "strided", "negative-strides"):
                 continue
             for b_name, b_view in layouts(b):
-                got = gemm_with_mixed(a_view, b_view, c0.copy(), False, False, alpha, beta)
+                got = product(a_view, b_view, c0.copy(), False, False, alpha, beta)
                 try:
                     assert_gemm_close(got, want, a, b, c0, False, False, alpha, beta)
                 except AssertionError as error:
                     raise AssertionError(f"A {a_name}, B {b_name}: {error}") from None
 
 
-@pytest.mark.skipif(not MIXED, reason="the mixed plan needs two 512-bit FMAs per cycle")
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_gemm_mixed_plan_on_transposed_product(dtype):
     # C with 10 float64 (18 float32) rows whose B rows hold k contiguously:
@@ -458,19 +458,22 @@ def test_gemm_mixed_plan_on_transposed_product(dtype):
     b_rows = rng.standard_normal((45, 131)).astype(dtype)
     c0 = rng.standard_normal((rows, 45)).astype(dtype)
     want = _reference.gemm(a, b_rows, c0.copy(), False, True, 2.0, -1.0)
-    got = gemm_with_mixed(a, b_rows, c0.copy(), False, True, 2.0, -1.0, on_transpose=True)
+    if MIXED:
+        got = gemm_with_mixed(a, b_rows, c0.copy(), False, True, 2.0, -1.0, on_transpose=True)
+    else:
+        got = gemm(a, b_rows, c0.copy(), False, True, 2.0, -1.0)
     assert_gemm_close(got, want, a, b_rows, c0, False, True, 2.0, -1.0)
 
 
-@pytest.mark.skipif(not MIXED, reason="the mixed plan needs two 512-bit FMAs per cycle")
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_gemm_mixed_plan_thread_counts(dtype):
     n = 10 if dtype is np.float64 else 18
     rng = rng_for("mixed threads", dtype.__name__)
     a, b, c0 = make_operands(61, n, 401, False, False, dtype, rng)
-    one = gemm_with_mixed(a, b, c0.copy(), False, False, 1.5, 0.5, n_threads=1)
+    product = gemm_with_mixed if MIXED else gemm
+    one = product(a, b, c0.copy(), False, False, 1.5, 0.5, n_threads=1)
     for threads in (2, 3):
-        got = gemm_with_mixed(a, b, c0.copy(), False, False, 1.5, 0.5, n_threads=threads)
+        got = product(a, b, c0.copy(), False, False, 1.5, 0.5, n_threads=threads)
         np.testing.assert_array_equal(got, one, err_msg=f"{threads} threads")
 
 
@@ -509,6 +512,8 @@ def test_gemm_with_mixed_rejects_what_it_cannot_run():
         gemm_with_mixed(np.ones((9, 40)), np.ones((40, 12)), on_transpose=True)
     with pytest.raises(ValueError, match="C has 12 rows"):
         gemm_with_mixed(a, np.ones((9, 40)), trans_b=True, on_transpose=True)
+    with pytest.raises(ValueError, match="C has 1 row, and the mixed plan takes 8 to 10"):
+        gemm_with_mixed(np.ones((1, 40)), np.ones((9, 40)), trans_b=True, on_transpose=True)
 
 
 def test_gemm_plan_checks_operands():
