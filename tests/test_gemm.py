@@ -471,10 +471,10 @@ def test_gemm_mixed_plan_thread_counts(dtype):
     rng = rng_for("mixed threads", dtype.__name__)
     a, b, c0 = make_operands(61, n, 401, False, False, dtype, rng)
     product = gemm_with_mixed if MIXED else gemm
-    one = product(a, b, c0.copy(), False, False, 1.5, 0.5, n_threads=1)
+    one_thread = product(a, b, c0.copy(), False, False, 1.5, 0.5, n_threads=1)
     for threads in (2, 3):
         got = product(a, b, c0.copy(), False, False, 1.5, 0.5, n_threads=threads)
-        np.testing.assert_array_equal(got, one, err_msg=f"{threads} threads")
+        np.testing.assert_array_equal(got, one_thread, err_msg=f"{threads} threads")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
