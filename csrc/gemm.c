@@ -124,11 +124,12 @@
  * Its estimated cycles per row of C are NNF_MIXED_STEP_COST / 2 per FMA,
  * plus NNF_MIXED_SUM_COST per dot column for the lane sums. A row takes
  * one FMA per k step for the vector of columns, and one per vector of k
- * steps for each dot column. On one Intel Xeon core, float64 256 x 10 x 128 took 9.6 us on it
- * and 12.6 us on 8 x 16 tiles (rated 22300 and 34000 cycles), float64
- * 1000 x 10 x 784 took 313 and 421 us (dot plan), and float32
- * 256 x 18 x 128 took 8.6 and 12.4 us (8 x 32 tiles). Float64 256 x 8 x 128
- * took 7.6 us, and 9.9 us on the dot plan.
+ * steps for each dot column.
+ * On one Intel Xeon core, float64 256 x 10 x 128 took 9.6 us on this plan
+ * and 12.6 us on 8 x 16 tiles, which the estimate rates at 22300 and 34000
+ * cycles. Float64 1000 x 10 x 784 took 313 us, and 421 us on the dot plan.
+ * Float32 256 x 18 x 128 took 8.6 us, and 12.4 us on 8 x 32 tiles. Float64
+ * 256 x 8 x 128 took 7.6 us, and 9.9 us on the dot plan.
  */
 #define NNF_MIXED_STEP_COST 1.05
 #define NNF_MIXED_SUM_COST 2.0

@@ -24,11 +24,11 @@
 #include "lanes_avx512.h"
 
 /*
- * One tile of mr rows over the k steps [p0, p1). mr, extra and tail are
- * compile-time constants at each instantiation, so the accumulators stay in
- * registers: mr vectors for the broadcast columns and mr * extra for the
- * dot columns (row-major, zero entries past them for LANE_SUMS). A tile of
- * 8 rows and 2 dot columns keeps 24 accumulators. Without `tail`, p1 - p0
+ * One tile of NNF_MIXED_MR rows over the k steps [p0, p1). extra and tail
+ * are compile-time constants at each instantiation, so the accumulators
+ * stay in registers. There is one vector per row for the broadcast columns
+ * and one per row and dot column, row-major with zero entries past them
+ * for LANE_SUMS. With 2 dot columns that makes 24 accumulators. Without `tail`, p1 - p0
  * is a multiple of VEC and the loop runs whole vectors of k steps. With
  * it, p1 - p0 is below VEC and masked loads read the last steps. The two
  * are separate calls because the tail's code beside the loop made GCC
@@ -39,13 +39,13 @@
 #define NNF_DEFINE_MIXED_TILE(NAME, T, VEC, VTYPE, LOADU, MASK_T, MASK, MASKZ_LOADU, ZERO, \
                               FMADD, MUL, SET1, STORE, STOREU, LANE_SUMS)                  \
     static inline __attribute__((always_inline)) NNF_TARGET_AVX512 void NAME(              \
-        const int mr, const int extra, const int tail, nnf_int p0, nnf_int p1, const T *a, \
+        const int extra, const int tail, nnf_int p0, nnf_int p1, const T *a,               \
         nnf_int rs_a, const T *bv, const T *bt, nnf_int ld_bt, T *c, nnf_int rs_c,         \
         nnf_int cs_c, T alpha, T beta)                                                     \
     {                                                                                      \
         VTYPE acc[NNF_MIXED_MR];                                                           \
         VTYPE dot[NNF_MIXED_EXTRA_MAX * NNF_MIXED_MR + VEC];                               \
-        _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                               \
+        _Pragma("GCC unroll 8") for (int i = 0; i < NNF_MIXED_MR; i++)                     \
         {                                                                                  \
             acc[i] = ZERO();                                                               \
         }                                                                                  \
@@ -59,7 +59,7 @@
                 _Pragma("GCC unroll 16") for (int q = 0; q < VEC; q++)                     \
                 {                                                                          \
                     const VTYPE b = LOADU(bv + (p + q) * VEC);                             \
-                    _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                   \
+                    _Pragma("GCC unroll 8") for (int i = 0; i < NNF_MIXED_MR; i++)         \
                     {                                                                      \
                         acc[i] = FMADD(SET1(a[i * rs_a + p + q]), b, acc[i]);              \
                     }                                                                      \
@@ -72,7 +72,7 @@
                 /* Each row of A is loaded once for all the dot columns, in a  */          \
                 /* register: as memory operands of the FMAs, the loads limited */          \
                 /* the loop.                                                    */         \
-                _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                       \
+                _Pragma("GCC unroll 8") for (int i = 0; i < NNF_MIXED_MR; i++)             \
                 {                                                                          \
                     VTYPE x = LOADU(a + i * rs_a + p);                                     \
                     __asm__("" : "+v"(x));                                                 \
@@ -87,7 +87,7 @@
             {                                                                              \
                 if (p0 + q < p1) {                                                         \
                     const VTYPE b = LOADU(bv + (p0 + q) * VEC);                            \
-                    _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                   \
+                    _Pragma("GCC unroll 8") for (int i = 0; i < NNF_MIXED_MR; i++)         \
                     {                                                                      \
                         acc[i] = FMADD(SET1(a[i * rs_a + p0 + q]), b, acc[i]);             \
                     }                                                                      \
@@ -97,7 +97,7 @@
             _Pragma("GCC unroll 2") for (int e = 0; e < extra; e++)                        \
             {                                                                              \
                 const VTYPE b = MASKZ_LOADU(mask, bt + e * ld_bt + p0);                    \
-                _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                       \
+                _Pragma("GCC unroll 8") for (int i = 0; i < NNF_MIXED_MR; i++)             \
                 {                                                                          \
                     dot[i * extra + e] = FMADD(MASKZ_LOADU(mask, a + i * rs_a + p0), b,    \
                                                dot[i * extra + e]);                        \
@@ -106,7 +106,7 @@
         }                                                                                  \
         const VTYPE valpha = SET1(alpha);                                                  \
         if (cs_c == 1) {                                                                   \
-            _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                           \
+            _Pragma("GCC unroll 8") for (int i = 0; i < NNF_MIXED_MR; i++)                 \
             {                                                                              \
                 VTYPE v = MUL(valpha, acc[i]);                                             \
                 if (beta != (T)0) {                                                        \
@@ -116,7 +116,7 @@
             }                                                                              \
         } else {                                                                           \
             T row[VEC] __attribute__((aligned(64)));                                       \
-            for (int i = 0; i < mr; i++) {                                                 \
+            for (int i = 0; i < NNF_MIXED_MR; i++) {                                       \
                 STORE(row, MUL(valpha, acc[i]));                                           \
                 for (int j = 0; j < VEC; j++) {                                            \
                     T *cij = c + i * rs_c + j * cs_c;                                      \
@@ -125,11 +125,11 @@
             }                                                                              \
         }                                                                                  \
         T sums[NNF_MIXED_EXTRA_MAX * NNF_MIXED_MR + VEC] __attribute__((aligned(64)));     \
-        _Pragma("GCC unroll 2") for (int t = 0; t < mr * extra; t += VEC)                  \
+        _Pragma("GCC unroll 2") for (int t = 0; t < NNF_MIXED_MR * extra; t += VEC)        \
         {                                                                                  \
             STORE(sums + t, MUL(valpha, LANE_SUMS(dot + t)));                              \
         }                                                                                  \
-        _Pragma("GCC unroll 8") for (int i = 0; i < mr; i++)                               \
+        _Pragma("GCC unroll 8") for (int i = 0; i < NNF_MIXED_MR; i++)                     \
         {                                                                                  \
             _Pragma("GCC unroll 2") for (int e = 0; e < extra; e++)                        \
             {                                                                              \
@@ -140,23 +140,23 @@
         }                                                                                  \
     }
 
-/* Run tiles of MR rows with EXTRA dot columns from row i while they fit in
- * m: the whole vectors of k steps, then the steps left over, which add to
- * C (`beta_one` is 1 in the dtype). The body is inlined for each shape, so
- * the row loop makes no call per tile. */
-#define NNF_MIXED_ROWS(TILE, MR, EXTRA)                                                    \
-    for (; i + (MR) <= m; i += (MR)) {                                                     \
-        TILE(MR, EXTRA, 0, 0, kv, a + i * rs_a, rs_a, bv, bt, ld_bt, c + i * rs_c, rs_c,   \
+/* Run tiles with EXTRA dot columns from row i while they fit in m. Each
+ * tile runs the whole vectors of k steps, then the steps left over, which
+ * add to C (`beta_one` is 1 in the dtype). The body is inlined, so the row
+ * loop makes no call per tile. */
+#define NNF_MIXED_ROWS(TILE, EXTRA)                                                        \
+    for (; i + NNF_MIXED_MR <= m; i += NNF_MIXED_MR) {                                     \
+        TILE(EXTRA, 0, 0, kv, a + i * rs_a, rs_a, bv, bt, ld_bt, c + i * rs_c, rs_c,       \
              cs_c, alpha, beta);                                                           \
         if (kv < kc) {                                                                     \
-            TILE(MR, EXTRA, 1, kv, kc, a + i * rs_a, rs_a, bv, bt, ld_bt, c + i * rs_c,    \
+            TILE(EXTRA, 1, kv, kc, a + i * rs_a, rs_a, bv, bt, ld_bt, c + i * rs_c,        \
                  rs_c, cs_c, alpha, beta_one);                                             \
         }                                                                                  \
     }
 
-/* The whole tiles of NNF_MIXED_MR rows with EXTRA dot columns, in a
- * function of their own, away from the register needs of the other
- * shapes. */
+/* Compute the whole tiles with EXTRA dot columns. Each dot-column count
+ * has a function of its own, so that GCC allocates its registers apart
+ * from the other counts. */
 #define NNF_DEFINE_MIXED_FULL(NAME, T, VEC, TILE, EXTRA)                                   \
     static __attribute__((noinline)) NNF_TARGET_AVX512 void NAME(                          \
         nnf_int m, nnf_int kc, const T *a, nnf_int rs_a, const T *bv, const T *bt,         \
@@ -165,7 +165,7 @@
         const nnf_int kv = kc / VEC * VEC;                                                 \
         const T beta_one = 1;                                                              \
         nnf_int i = 0;                                                                     \
-        NNF_MIXED_ROWS(TILE, NNF_MIXED_MR, EXTRA)                                          \
+        NNF_MIXED_ROWS(TILE, EXTRA)                                                        \
     }
 
 /* Steps of k per copy of the rows left over (see NNF_DEFINE_MIXED). */
